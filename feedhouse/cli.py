@@ -1,0 +1,117 @@
+"""``feedhouse``: one command line for every process of the product.
+
+Every subcommand reads the same settings from the environment (see README, "Configuration");
+flags only override the few values people change by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from feedhouse import logs, settings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    current = settings.load()
+    logs.configure(current.log_level)
+    host = args.host or current.http_host
+    port = args.port or current.http_port
+    workers = args.workers or current.http_workers
+    print(f"feedhouse gateway on http://{host}:{port} ({workers} worker(s))", flush=True)
+    uvicorn.run(
+        "gateway.server:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from feedhouse.broker import EmbeddedBroker
+
+    current = settings.load()
+    broker = EmbeddedBroker(port=args.port or current.kafka_port).start()
+    print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+    stop = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not stop["now"] and broker.process is not None and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0
+
+
+def _topics(_args: argparse.Namespace) -> int:
+    from feedhouse.kafka import ensure_topics
+
+    current = settings.load()
+    ensure_topics(current)
+    print("topics ready", flush=True)
+    return 0
+
+
+def _env(_args: argparse.Namespace) -> int:
+    print(settings.env_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedhouse",
+        description="Feedhouse: a self-hosted Segment destination (gateway, Kafka, identity, ClickHouse).",
+        epilog="Configuration comes from the environment: `feedhouse env` lists every variable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gateway = sub.add_parser("gateway", help="run the HTTP gateway (Segment Tracking API, webhook, read API)")
+    gateway.add_argument("--host", help="bind address (FEEDHOUSE_HTTP_HOST)")
+    gateway.add_argument("--port", type=int, help="port (FEEDHOUSE_HTTP_PORT)")
+    gateway.add_argument("--workers", type=int, help="worker processes (FEEDHOUSE_HTTP_WORKERS)")
+    gateway.set_defaults(run=_gateway)
+
+    broker = sub.add_parser("broker", help="run the embedded Tansu broker and print its address")
+    broker.add_argument("--port", type=int, help="port (FEEDHOUSE_KAFKA_PORT)")
+    broker.set_defaults(run=_broker)
+
+    topics = sub.add_parser("topics", help="create Feedhouse's topics with their partition counts")
+    topics.set_defaults(run=_topics)
+
+    env = sub.add_parser("env", help="print every configuration variable with its default")
+    env.set_defaults(run=_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except settings.SettingsError as exc:
+        print(f"feedhouse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

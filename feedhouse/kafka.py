@@ -1,0 +1,108 @@
+"""Kafka client configuration and topic management, shared by every component.
+
+One place decides how Feedhouse talks to Kafka: the producer is idempotent with ``acks=all``
+and compression on; consumers use a short session timeout (Tansu completes a group join only
+after half of it) and never auto-commit, because every consumer here commits only after its
+work is durable elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from feedhouse.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic Feedhouse owns: its logical name and partition count."""
+
+    name: str
+    partitions: int
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline needs, with the partition counts its consumers expect."""
+    n = settings.events_partitions
+    return [
+        TopicSpec("events", n),
+        TopicSpec("rejected", max(1, n // 4)),
+        TopicSpec("dead-letter", 1),
+    ]
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 2,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 200000,
+        # Bounds how long a client waits for a verdict while the broker is unreachable.
+        "message.timeout.ms": settings.produce_timeout_ms,
+        "socket.connection.setup.timeout.ms": min(settings.produce_timeout_ms, 5000),
+        "reconnect.backoff.max.ms": 1000,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
+        "fetch.wait.max.ms": 100,
+        "reconnect.backoff.max.ms": 1000,
+    }
+    config.update(overrides)
+    return config
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.connection.setup.timeout.ms": 5000}
+    )
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] | None = None, timeout: float = 10.0
+) -> None:
+    """Create missing topics with their partition counts; existing topics are left alone.
+
+    Topics are created explicitly because brokers that auto-create on produce (Tansu, Kafka
+    with auto.create.topics.enable) pick their own partition count, and consumers that
+    co-partition by key (Faust) refuse a mismatch.
+    """
+    admin = admin_client(settings)
+    wanted = list(specs if specs is not None else topic_specs(settings))
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [
+        NewTopic(
+            settings.topic(spec.name),
+            num_partitions=spec.partitions,
+            replication_factor=settings.replication_factor,
+            config=dict(spec.config),
+        )
+        for spec in wanted
+        if settings.topic(spec.name) not in existing
+    ]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent creator won the race
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc

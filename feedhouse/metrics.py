@@ -1,0 +1,37 @@
+"""Prometheus metrics of every Feedhouse process (one registry; each process exports its own).
+
+Names follow Prometheus conventions: ``feedhouse_<component>_<what>_<unit>``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Gateway
+REQUESTS = Counter(
+    "feedhouse_gateway_requests_total", "HTTP requests by route and status.", ["route", "status"]
+)
+EVENTS_ACCEPTED = Counter(
+    "feedhouse_gateway_events_accepted_total", "Events acknowledged by Kafka.", ["type"]
+)
+EVENTS_REJECTED = Counter(
+    "feedhouse_gateway_events_rejected_total",
+    "Events refused, by reason (kept on the rejected topic).",
+    ["code"],
+)
+PRODUCE_SECONDS = Histogram(
+    "feedhouse_gateway_produce_seconds",
+    "Time from first produce to the last acknowledgement of one request.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PRODUCER_REBUILDS = Counter(
+    "feedhouse_gateway_producer_rebuilds_total", "Producers rebuilt after a fatal error."
+)
+
+# Consumers (identity worker, sink)
+CONSUMER_LAG = Gauge(
+    "feedhouse_consumer_lag", "Records behind the end of each partition.", ["group", "topic", "partition"]
+)
+DEAD_LETTERS = Counter(
+    "feedhouse_dead_letters_total", "Records sent to the dead-letter topic.", ["component"]
+)

@@ -1,0 +1,218 @@
+"""The one settings module: every tunable of every Feedhouse process, read from the environment.
+
+Settings are a frozen dataclass built once per process by :func:`load`. Each field documents the
+environment variable it comes from; README.md lists them in a table generated from the same
+``ENV`` mapping, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_PLACEHOLDER_IDS = (
+    "",
+    "anonymous",
+    "null",
+    "none",
+    "nil",
+    "undefined",
+    "unknown",
+    "guest",
+    "0",
+    "-1",
+    "nan",
+    "[object object]",
+    "00000000-0000-0000-0000-000000000000",
+)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Feedhouse cannot use."""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _placeholders(value: str) -> frozenset[str]:
+    # Compared case-insensitively after stripping: "NULL", " undefined " are placeholders too.
+    return frozenset(part.strip().lower() for part in value.split(","))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a Feedhouse process can be told from outside. Build with :func:`load`."""
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "feedhouse."
+    events_partitions: int = 8
+    replication_factor: int = 1
+    produce_timeout_ms: int = 5000
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1500
+    # Ingestion
+    http_host: str = "127.0.0.1"
+    http_port: int = 8088
+    http_workers: int = 1
+    write_keys: tuple[str, ...] = ("dev-write-key",)
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    max_batch_events: int = 2500
+    webhook_max_request_bytes: int = 4 * 1024 * 1024
+    webhook_api_keys: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    placeholder_ids: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_PLACEHOLDER_IDS))
+    # Read API
+    read_token: str = "dev-read-token"
+    # Storage
+    clickhouse_url: str = ""
+    data_dir: Path = Path(".feedhouse")
+    kafka_port: int = 9092
+    # Sink
+    sink_batch_rows: int = 20000
+    sink_batch_seconds: float = 0.5
+    # Operations
+    log_level: str = "INFO"
+    metrics_port: int = 0
+
+    def topic(self, name: str) -> str:
+        """The full topic name for one of Feedhouse's logical topics (events, rejected, ...)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def effective_clickhouse_url(self) -> str:
+        """ClickHouse location: the configured URL, or embedded chDB under the data directory."""
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def source_id(self, write_key: str) -> str:
+        """A stable, non-secret label for a write key, stored with each event instead of the key."""
+        return hashlib.sha256(write_key.encode()).hexdigest()[:12]
+
+
+# Environment variable -> (field name, parser, description). The README's configuration table
+# is this mapping; tests check that docker-compose only sets variables listed here.
+ENV: Mapping[str, tuple[str, object, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", str, "Kafka bootstrap servers (host:port,...)."),
+    "FEEDHOUSE_TOPIC_PREFIX": ("topic_prefix", str, "Prefix of every topic Feedhouse uses."),
+    "FEEDHOUSE_EVENTS_PARTITIONS": ("events_partitions", int, "Partitions of the events topic."),
+    "FEEDHOUSE_REPLICATION_FACTOR": ("replication_factor", int, "Replication factor of created topics."),
+    "FEEDHOUSE_PRODUCE_TIMEOUT_MS": (
+        "produce_timeout_ms",
+        int,
+        "How long the gateway waits for Kafka to acknowledge before answering 503.",
+    ),
+    "FEEDHOUSE_KAFKA_SESSION_TIMEOUT_MS": (
+        "kafka_session_timeout_ms",
+        int,
+        "Consumer-group session timeout (Tansu joins after half of it).",
+    ),
+    "FEEDHOUSE_KAFKA_HEARTBEAT_MS": ("kafka_heartbeat_interval_ms", int, "Consumer heartbeat interval."),
+    "FEEDHOUSE_HTTP_HOST": ("http_host", str, "Address the HTTP server binds."),
+    "FEEDHOUSE_HTTP_PORT": ("http_port", int, "Port of the gateway (ingestion + read API)."),
+    "FEEDHOUSE_HTTP_WORKERS": ("http_workers", int, "Gateway worker processes."),
+    "FEEDHOUSE_WRITE_KEYS": ("write_keys", _csv, "Comma-separated write keys accepted for ingestion."),
+    "FEEDHOUSE_MAX_EVENT_BYTES": ("max_event_bytes", int, "Largest single event (Segment: 32 KB)."),
+    "FEEDHOUSE_MAX_REQUEST_BYTES": (
+        "max_request_bytes",
+        int,
+        "Largest request body after decompression (Segment: 500 KB).",
+    ),
+    "FEEDHOUSE_MAX_BATCH_EVENTS": ("max_batch_events", int, "Most events in one batch (Segment: 2,500)."),
+    "FEEDHOUSE_WEBHOOK_MAX_REQUEST_BYTES": (
+        "webhook_max_request_bytes",
+        int,
+        "Largest /v1/webhook body (Segment's Actions batches are bigger than SDK batches).",
+    ),
+    "FEEDHOUSE_WEBHOOK_API_KEYS": (
+        "webhook_api_keys",
+        _csv,
+        "API keys accepted by /v1/webhook (Segment's Webhooks destination).",
+    ),
+    "FEEDHOUSE_WEBHOOK_SECRET": (
+        "webhook_secret",
+        str,
+        "Shared secret: when set, /v1/webhook requires a valid X-Signature (HMAC-SHA1).",
+    ),
+    "FEEDHOUSE_PLACEHOLDER_IDS": (
+        "placeholder_ids",
+        _placeholders,
+        "Comma-separated ids that never link or merge profiles (case-insensitive).",
+    ),
+    "FEEDHOUSE_READ_TOKEN": ("read_token", str, "Bearer token guarding the read API."),
+    "FEEDHOUSE_CLICKHOUSE_URL": (
+        "clickhouse_url",
+        str,
+        "ClickHouse: http://user:pass@host:8123/db, or chdb:///abs/path (default: chDB in the data dir).",
+    ),
+    "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
+    "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
+    "FEEDHOUSE_SINK_BATCH_ROWS": ("sink_batch_rows", int, "Sink closes a batch at this many rows..."),
+    "FEEDHOUSE_SINK_BATCH_SECONDS": ("sink_batch_seconds", float, "...or after this many seconds."),
+    "FEEDHOUSE_LOG_LEVEL": ("log_level", str, "Log level (DEBUG, INFO, WARNING, ERROR)."),
+    "FEEDHOUSE_METRICS_PORT": (
+        "metrics_port",
+        int,
+        "Port for /metrics of worker and sink processes (0: pick a free port).",
+    ),
+}
+
+_FIELD_NAMES = {f.name for f in fields(Settings)}
+assert all(name in _FIELD_NAMES for name, _, _ in ENV.values()), "ENV names an unknown field"
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``environ`` (default: ``os.environ``), then explicit ``overrides``."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for variable, (name, parse, _) in ENV.items():
+        raw = env.get(variable)
+        if raw is None:
+            continue
+        try:
+            values[name] = parse(raw)  # type: ignore[operator]
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{variable}={raw!r}: {exc}") from exc
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.write_keys:
+        raise SettingsError("FEEDHOUSE_WRITE_KEYS must name at least one write key")
+    for name in ("events_partitions", "replication_factor", "produce_timeout_ms", "max_event_bytes"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    if settings.max_event_bytes > settings.max_request_bytes:
+        raise SettingsError("FEEDHOUSE_MAX_EVENT_BYTES cannot exceed FEEDHOUSE_MAX_REQUEST_BYTES")
+
+
+def env_table() -> str:
+    """The configuration table of README.md, as Markdown."""
+    defaults = Settings()
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for variable, (name, _, doc) in ENV.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        elif isinstance(default, frozenset):
+            default = "(built-in list)"
+        rows.append(f"| `{variable}` | `{default}` | {doc} |")
+    return "\n".join(rows)
