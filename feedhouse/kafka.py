@@ -34,6 +34,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("events", n),
         TopicSpec("rejected", max(1, n // 4)),
         TopicSpec("dead-letter", 1),
+        # Identity router -> Faust agents. Commands are keyed like events (by id), so they
+        # co-partition with them; the graph is one partition so that merges are sequenced.
+        TopicSpec("identity-commands", n),
+        TopicSpec("identity-graph", 1),
+        # Identity agents -> sink -> ClickHouse.
+        TopicSpec("identity-mapping", n),
+        TopicSpec("identity-state", n),
+        TopicSpec("identity-groups", n),
     ]
 
 

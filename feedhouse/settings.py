@@ -80,6 +80,7 @@ class Settings:
     read_token: str = "dev-read-token"
     # Storage
     clickhouse_url: str = ""
+    clickhouse_database: str = "feedhouse"
     data_dir: Path = Path(".feedhouse")
     kafka_port: int = 9092
     # Sink
@@ -159,6 +160,11 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "clickhouse_url",
         str,
         "ClickHouse: http://user:pass@host:8123/db, or chdb:///abs/path (default: chDB in the data dir).",
+    ),
+    "FEEDHOUSE_CLICKHOUSE_DATABASE": (
+        "clickhouse_database",
+        str,
+        "Database holding Feedhouse's tables (created by `feedhouse migrate`).",
     ),
     "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
     "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
