@@ -61,6 +61,45 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(_args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    current = settings.load()
+    logs.configure(current.log_level)
+    return run_worker(current)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from clickhouse.client import close_clients, database_for, get_client
+    from clickhouse.migrate import MigrationError, migrate, rollback
+
+    current = settings.load()
+    logs.configure(current.log_level)
+    database = database_for(current)
+    try:
+        client = get_client(current)
+        if args.down:
+            done = rollback(client, database, args.down)
+            print(f"reverted {len(done)} migration(s) in {database}: {[m.label for m in done]}", flush=True)
+        else:
+            done = migrate(client, database)
+            print(f"applied {len(done)} migration(s) to {database}: {[m.label for m in done]}", flush=True)
+    except MigrationError as exc:
+        print(f"feedhouse migrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        close_clients()
+    return 0
+
+
+def _sink(args: argparse.Namespace) -> int:
+    from sink.main import run_standalone
+
+    current = settings.load()
+    logs.configure(current.log_level)
+    return run_standalone(current, apply_migrations=not args.no_migrate)
+
+
 def _topics(_args: argparse.Namespace) -> int:
     from feedhouse.kafka import ensure_topics
 
@@ -92,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="run the embedded Tansu broker and print its address")
     broker.add_argument("--port", type=int, help="port (FEEDHOUSE_KAFKA_PORT)")
     broker.set_defaults(run=_broker)
+
+    worker = sub.add_parser(
+        "worker", help="run one identity worker (router + Faust agents); run several to scale"
+    )
+    worker.set_defaults(run=_worker)
+
+    migrate = sub.add_parser("migrate", help="apply pending ClickHouse migrations (or revert with --down N)")
+    migrate.add_argument("--down", type=int, metavar="N", help="revert the last N applied migrations")
+    migrate.set_defaults(run=_migrate)
+
+    sink = sub.add_parser("sink", help="run the Kafka -> ClickHouse sink (migrates first, serves /metrics)")
+    sink.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations; exit 3 if any is pending"
+    )
+    sink.set_defaults(run=_sink)
 
     topics = sub.add_parser("topics", help="create Feedhouse's topics with their partition counts")
     topics.set_defaults(run=_topics)

@@ -35,3 +35,23 @@ CONSUMER_LAG = Gauge(
 DEAD_LETTERS = Counter(
     "feedhouse_dead_letters_total", "Records sent to the dead-letter topic.", ["component"]
 )
+
+# Sink (Kafka -> ClickHouse)
+SINK_BATCH_ROWS = Histogram(
+    "feedhouse_sink_batch_rows",
+    "Records per sink batch (rows of every table plus dead letters).",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000),
+)
+SINK_INSERT_SECONDS = Histogram(
+    "feedhouse_sink_insert_seconds",
+    "Duration of one successful ClickHouse insert, by table.",
+    ["table"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SINK_ROWS_INSERTED = Counter("feedhouse_sink_rows_inserted_total", "Rows inserted, by table.", ["table"])
+SINK_INSERT_FAILURES = Counter(
+    "feedhouse_sink_insert_failures_total",
+    "Failed inserts by table and kind: retry (ClickHouse unavailable) or rows (data refused).",
+    ["table", "kind"],
+)
+SINK_COMMITS = Counter("feedhouse_sink_commits_total", "Batches whose offsets the sink committed.")

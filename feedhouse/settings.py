@@ -76,6 +76,8 @@ class Settings:
     webhook_api_keys: tuple[str, ...] = ()
     webhook_secret: str = ""
     placeholder_ids: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_PLACEHOLDER_IDS))
+    # Identity worker
+    identity_store: str = "memory://"
     # Read API
     read_token: str = "dev-read-token"
     # Storage
@@ -154,6 +156,11 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "placeholder_ids",
         _placeholders,
         "Comma-separated ids that never link or merge profiles (case-insensitive).",
+    ),
+    "FEEDHOUSE_IDENTITY_STORE": (
+        "identity_store",
+        str,
+        "Faust table store of the identity worker: memory:// (rebuilt from changelogs) or rocksdb://.",
     ),
     "FEEDHOUSE_READ_TOKEN": ("read_token", str, "Bearer token guarding the read API."),
     "FEEDHOUSE_CLICKHOUSE_URL": (

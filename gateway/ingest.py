@@ -218,6 +218,7 @@ class Ingestor:
                     max_event_bytes=max_bytes,
                     defaults=defaults,
                     from_segment=from_segment,
+                    position=index,
                 )
             except Rejection as rejection:
                 records.append(self._rejected(rejection, item, path, received_at, index, source))

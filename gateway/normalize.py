@@ -150,13 +150,16 @@ def normalize(
     max_event_bytes: int,
     defaults: BatchDefaults = NO_DEFAULTS,
     from_segment: bool = False,
+    position: int = 0,
 ) -> dict[str, Any]:
     """Validate one Segment call and build its event record.
 
     ``event_type`` comes from the path (``/v1/track``); ``None`` means take ``type`` from the
     message (batch items, webhook deliveries). ``from_segment`` marks a delivery by Segment
     itself (the Webhooks destination): its ``timestamp`` is already corrected and its
-    ``receivedAt`` is Segment's, so both are kept. Raises :class:`Rejection`.
+    ``receivedAt`` is Segment's, so both are kept. ``position`` is the index in a batch: an
+    item without a timestamp gets ``receivedAt + position`` microseconds, so that items of one
+    batch keep their order in event time. Raises :class:`Rejection`.
     """
     if not isinstance(message, dict):
         raise Rejection("invalid_event", f"an event must be a JSON object, not {_kind(message)}")
@@ -204,7 +207,7 @@ def normalize(
         if original is None:
             original = message.get("originalTimestamp")
         if original is None:
-            timestamp = received_at
+            timestamp = received_at + position
         else:
             timestamp = parse_time(original, "timestamp")
             if sent_at is not None:

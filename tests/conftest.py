@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker, free_port
@@ -41,9 +42,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield running
 
 
-@pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    """Settings on the session broker with topics no other test uses."""
+def make_settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
+    """Settings on the session broker with topics (and consumer groups) no other test uses."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     current = settings_module.load(
         {},
@@ -53,10 +53,15 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         produce_timeout_ms=3000,
         webhook_api_keys=("hook-key",),
         webhook_secret="hook-secret",
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
     )
     ensure_topics(current)
     return current
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    return make_settings(broker, tmp_path / "data")
 
 
 def settings_env(current: Settings) -> dict[str, str]:
@@ -76,21 +81,45 @@ def reader(settings: Settings) -> Iterator[KafkaReader]:
         yield kafka_reader
 
 
-class GatewayProcess:
-    """``feedhouse gateway`` as a child process on a free port."""
+class FeedhouseProcess:
+    """A ``feedhouse <command>`` child process configured by ``current``."""
 
-    def __init__(self, current: Settings, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, command: str, current: Settings, log_path: Path, **env_overrides: str) -> None:
         env = settings_env(current)
-        env["FEEDHOUSE_HTTP_PORT"] = str(self.port)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log_path, "wb")  # noqa: SIM115
+        env.update(env_overrides)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "feedhouse.cli", "gateway"],
+            [sys.executable, "-m", "feedhouse.cli", command],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no commits, no goodbyes."""
+        self.process.kill()
+        self.process.wait(timeout=15)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+class GatewayProcess(FeedhouseProcess):
+    """``feedhouse gateway`` on a free port, returned once it answers /healthz."""
+
+    def __init__(self, current: Settings, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("gateway", current, log_path, FEEDHOUSE_HTTP_PORT=str(self.port))
         wait_until(self._healthy, timeout=30)
 
     def _healthy(self) -> bool:
@@ -101,17 +130,33 @@ class GatewayProcess:
         except httpx.HTTPError:
             return False
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
 
 @pytest.fixture
 def gateway(settings: Settings, tmp_path: Path) -> Iterator[GatewayProcess]:
     process = GatewayProcess(settings, tmp_path / "gateway.log")
     yield process
     process.stop()
+
+
+@pytest.fixture
+def ch_client(settings: Settings) -> Iterator[Client]:
+    """The process's ClickHouse client on this test's own chDB directory (under tmp_path).
+
+    chDB hosts one data directory per process: every client is closed after the test so the
+    next test can open its own.
+    """
+    from clickhouse.client import close_clients, get_client
+
+    client = get_client(settings)
+    yield client
+    close_clients()
+
+
+@pytest.fixture
+def clickhouse(ch_client: Client, settings: Settings) -> Client:
+    """``ch_client`` with every migration applied."""
+    from clickhouse.client import database_for
+    from clickhouse.migrate import migrate
+
+    migrate(ch_client, database_for(settings))
+    return ch_client

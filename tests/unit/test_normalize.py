@@ -185,3 +185,10 @@ def test_deep_nesting_is_a_rejection_not_a_crash() -> None:
         cursor["a"] = {}
         cursor = cursor["a"]
     assert rejected({"userId": "u", "event": "x", "properties": nested}, "track").code == "invalid_field"
+
+
+def test_batch_items_without_timestamps_keep_their_order() -> None:
+    first = norm({"userId": "u", "event": "x"}, "track", position=0)
+    second = norm({"userId": "u", "event": "y"}, "track", position=1)
+    assert first["timestamp"] == RECEIVED and second["timestamp"] == RECEIVED + 1
+    assert first["receivedAt"] == second["receivedAt"] == RECEIVED

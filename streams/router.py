@@ -1,0 +1,220 @@
+"""The identity router: reads every event, forwards only what can change identity.
+
+Most events are tracks and pages that change nobody's identity. Faust's consumer path tops out
+around 5k events/s per process here, so the full event stream is read by a plain
+confluent-kafka consumer instead, and only identity-relevant *commands* reach the Faust agents:
+
+* identify -> ``identify`` command (traits, Engage audience) keyed by the event's id;
+* group -> ``group`` command keyed by the event's id, plus ``group_traits`` keyed by groupId;
+* alias -> ``alias`` edge on the graph topic;
+* any event with both a userId and an anonymousId -> ``claim`` edge on the graph topic, unless
+  the same pair was forwarded recently (a logged-in visitor sends the pair on every event; the
+  graph ignores repeats anyway, the cache only saves work).
+
+:func:`commands_for` is the pure decision; :class:`Router` is the consume-produce-commit loop:
+offsets are committed only after the producer flushed every command of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from avro.codec import AvroCodec, AvroDecodeError
+from feedhouse.deadletter import send_to_dead_letter
+from feedhouse.kafka import consumer_config, producer_config
+from feedhouse.settings import Settings
+from streams.metrics import ROUTED, ROUTER_EVENTS
+
+log = logging.getLogger(__name__)
+
+COMMANDS = "identity-commands"
+GRAPH = "identity-graph"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One record for an identity topic: which topic (logical name), its key, its fields."""
+
+    topic: str
+    key: str
+    record: dict[str, Any]
+
+
+def real_id(value: str | None, placeholders: frozenset[str]) -> str | None:
+    """``value`` unless it is missing or a placeholder such as "anonymous" (rule 9)."""
+    if value is None:
+        return None
+    stripped = value.strip()
+    if stripped.lower() in placeholders:
+        return None
+    return value
+
+
+def audience_key(context: str | None) -> str | None:
+    """Engage audience identifies carry ``context.personas.computation_class == "audience"``."""
+    if not context or "personas" not in context:
+        return None
+    personas = orjson.loads(context).get("personas")
+    if isinstance(personas, dict) and personas.get("computation_class") == "audience":
+        key = personas.get("computation_key")
+        return key if isinstance(key, str) and key else None
+    return None
+
+
+def _command(topic: str, key: str, kind: str, event: Mapping[str, Any], **fields: Any) -> Command:
+    record = {
+        "kind": kind,
+        "id": key,
+        "target": None,
+        "traits": None,
+        "audience": None,
+        "timestamp": event["timestamp"],
+        "messageId": event["messageId"],
+    }
+    record.update(fields)
+    return Command(topic, key, record)
+
+
+def commands_for(event: Mapping[str, Any], placeholders: frozenset[str]) -> list[Command]:
+    """The identity commands one event implies (most events imply none)."""
+    kind = event["type"]
+    user = real_id(event["userId"], placeholders)
+    anonymous = real_id(event["anonymousId"], placeholders)
+    own_id = user or anonymous
+    commands: list[Command] = []
+    if kind == "identify" and own_id is not None:
+        audience = audience_key(event["context"])
+        if event["traits"] not in (None, "{}") or audience is not None:
+            commands.append(
+                _command(
+                    COMMANDS, own_id, "identify", event, traits=event["traits"] or "{}", audience=audience
+                )
+            )
+    elif kind == "group" and own_id is not None and event["groupId"]:
+        group_id = event["groupId"]
+        commands.append(_command(COMMANDS, own_id, "group", event, target=group_id))
+        if event["traits"] not in (None, "{}"):
+            commands.append(_command(COMMANDS, group_id, "group_traits", event, traits=event["traits"]))
+    elif kind == "alias":
+        previous = real_id(event["previousId"], placeholders)
+        if previous is not None and user is not None and previous != user:
+            commands.append(_command(GRAPH, previous, "alias", event, target=user))
+    if user is not None and anonymous is not None and user != anonymous:
+        commands.append(_command(GRAPH, anonymous, "claim", event, target=user))
+    return commands
+
+
+class PairCache:
+    """Recently forwarded (anonymousId, userId) claims; bounded, cleared by generations."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._size = size
+        self._young: set[tuple[str, str]] = set()
+        self._old: set[tuple[str, str]] = set()
+
+    def seen(self, pair: tuple[str, str]) -> bool:
+        """True when ``pair`` was offered recently; remembers it either way."""
+        if pair in self._young:
+            return True
+        if pair in self._old:
+            self._young.add(pair)
+            return True
+        self._young.add(pair)
+        if len(self._young) >= self._size:
+            self._old, self._young = self._young, set()
+        return False
+
+
+class Router:
+    """The consume -> route -> produce -> commit loop. Runs on its own thread in the worker."""
+
+    def __init__(self, settings: Settings, batch_size: int = 2000) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self.events = AvroCodec("event")
+        self.commands_codec = AvroCodec("identity_command")
+        self.topics = {COMMANDS: settings.topic(COMMANDS), GRAPH: settings.topic(GRAPH)}
+        self.dead_letter_topic = settings.topic("dead-letter")
+        self.cache = PairCache()
+        self.group_id = f"{settings.topic_prefix}identity-router"
+        self.consumer = Consumer(
+            consumer_config(
+                settings, self.group_id, **{"fetch.min.bytes": 65536, "queued.min.messages": 20000}
+            )
+        )
+        self.producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        self.processed = 0
+
+    def route(self, message: Message) -> None:
+        """Decode one event and produce its commands (or dead-letter it)."""
+        try:
+            event = self.events.decode(message.value() or b"")
+            commands = commands_for(event, self.settings.placeholder_ids)
+        except (AvroDecodeError, orjson.JSONDecodeError, KeyError, AttributeError) as exc:
+            log.error(
+                "undecodable event sent to dead letter",
+                extra={"partition": message.partition(), "offset": message.offset(), "error": str(exc)},
+            )
+            send_to_dead_letter(self.producer, self.dead_letter_topic, "identity-router", message, repr(exc))
+            return
+        for command in commands:
+            record = command.record
+            if record["kind"] == "claim" and self.cache.seen((record["id"], record["target"])):
+                continue
+            self.producer.produce(
+                self.topics[command.topic], self.commands_codec.encode(record), command.key.encode()
+            )
+            ROUTED.labels(record["kind"]).inc()
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.settings.topic("events")])
+        log.info("identity router started", extra={"group": self.group_id})
+        try:
+            while not stop.is_set():
+                messages = self.consumer.consume(self.batch_size, 0.2)
+                if not messages:
+                    continue
+                routed = 0
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error", extra={"error": error.str()})
+                        continue
+                    self.route(message)
+                    routed += 1
+                self._flush_then_commit()
+                self.processed += routed
+                ROUTER_EVENTS.inc(routed)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        # Tansu wedges a group for good when a member leaves while the group is still
+        # joining, so a consumer stopped early first waits (bounded) for its assignment.
+        deadline = time.monotonic() + self.settings.kafka_session_timeout_ms / 1000
+        while not self.consumer.assignment() and time.monotonic() < deadline:
+            for message in self.consumer.consume(self.batch_size, 0.1):
+                if message.error() is None:
+                    self.route(message)
+        self.producer.flush(10)
+        self._flush_then_commit()
+        self.consumer.close()
+
+    def _flush_then_commit(self) -> None:
+        # Commands must be durable before the events that produced them are marked done.
+        while self.producer.flush(5.0) > 0:
+            log.warning("identity commands still unacknowledged; retrying flush")
+            time.sleep(0.1)
+        try:
+            self.consumer.commit(asynchronous=False)
+        except Exception as exc:  # e.g. a rebalance took the partitions: they will be replayed
+            log.warning("commit failed; events will be routed again", extra={"error": str(exc)})
