@@ -114,7 +114,7 @@ class StreamGenerator:
         if rng.random() < 0.02 and len(person.devices) < 4:
             person.devices.append(f"anon-{self.seed}-{person.index}-{len(person.devices)}")
         device = rng.choice(person.devices)
-        if rng.random() < 0.002 and len(self.people) > 1:  # a shared device: someone else's
+        if rng.random() < 0.01 and len(self.people) > 1:  # a shared device: someone else's
             other = self.people[rng.randrange(len(self.people))]
             device = rng.choice(other.devices)
         roll = rng.random()

@@ -113,23 +113,27 @@ def commands_for(event: Mapping[str, Any], placeholders: frozenset[str]) -> list
 
 
 class PairCache:
-    """Recently forwarded (anonymousId, userId) claims; bounded, cleared by generations."""
+    """The earliest (timestamp, messageId) forwarded per (anonymousId, userId) claim, bounded.
+
+    A claim only matters in its earliest occurrence by event time (the graph keeps that one),
+    so a repeat is skipped unless it is *earlier* than what was forwarded: a late-arriving old
+    event still reaches the graph. Two generations of dicts bound the memory.
+    """
 
     def __init__(self, size: int = 200_000) -> None:
         self._size = size
-        self._young: set[tuple[str, str]] = set()
-        self._old: set[tuple[str, str]] = set()
+        self._young: dict[tuple[str, str], tuple[int, str]] = {}
+        self._old: dict[tuple[str, str], tuple[int, str]] = {}
 
-    def seen(self, pair: tuple[str, str]) -> bool:
-        """True when ``pair`` was offered recently; remembers it either way."""
-        if pair in self._young:
+    def covers(self, pair: tuple[str, str], stamp: tuple[int, str]) -> bool:
+        """True when a claim at least as early as ``stamp`` was forwarded; remembers ``stamp``."""
+        known = self._young.get(pair) or self._old.get(pair)
+        if known is not None and known <= stamp:
+            self._young[pair] = known
             return True
-        if pair in self._old:
-            self._young.add(pair)
-            return True
-        self._young.add(pair)
+        self._young[pair] = stamp
         if len(self._young) >= self._size:
-            self._old, self._young = self._young, set()
+            self._old, self._young = self._young, {}
         return False
 
 
@@ -167,7 +171,9 @@ class Router:
             return
         for command in commands:
             record = command.record
-            if record["kind"] == "claim" and self.cache.seen((record["id"], record["target"])):
+            if record["kind"] == "claim" and self.cache.covers(
+                (record["id"], record["target"]), (record["timestamp"], record["messageId"])
+            ):
                 continue
             self.producer.produce(
                 self.topics[command.topic], self.commands_codec.encode(record), command.key.encode()

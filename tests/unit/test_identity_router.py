@@ -67,9 +67,16 @@ def test_engage_audience_is_recognised() -> None:
     assert command.record["audience"] == "vip"
 
 
+def test_pair_cache_skips_repeats_but_not_earlier_occurrences() -> None:
+    cache = PairCache(size=3)
+    assert not cache.covers(("a", "u"), (10, "m1"))
+    assert cache.covers(("a", "u"), (20, "m2"))  # a later repeat: nothing new for the graph
+    assert not cache.covers(("a", "u"), (5, "m0"))  # a late-arriving older event: forwarded
+    assert cache.covers(("a", "u"), (7, "m3"))
+
+
 def test_pair_cache_remembers_across_a_generation() -> None:
     cache = PairCache(size=2)
-    assert not cache.seen(("a", "u"))
-    assert cache.seen(("a", "u"))
-    assert not cache.seen(("b", "u"))  # young generation full: it becomes the old one
-    assert cache.seen(("a", "u"))
+    assert not cache.covers(("a", "u"), (1, "m"))
+    assert not cache.covers(("b", "u"), (1, "m"))  # young generation full: it becomes the old one
+    assert cache.covers(("a", "u"), (2, "m"))
