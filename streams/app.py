@@ -14,6 +14,7 @@ import faust
 from feedhouse.settings import Settings
 from streams.dead_letter import DeadLetters
 from streams.graph_agent import register_graph_agent
+from streams.outputs import FlushOutputsBeforeCommit, Outputs
 from streams.state_agent import register_state_agent
 
 
@@ -41,12 +42,18 @@ def create_app(settings: Settings) -> IdentityApp:
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         broker_commit_interval=0.5,
         producer_acks=-1,
+        # Outputs (mappings, snapshots, changelogs) are many small records: batch them.
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
+        producer_compression_type="lz4",
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         web_enabled=False,
         stream_wait_empty=False,
     )
     dead_letters = DeadLetters(app, settings)
-    register_graph_agent(app, settings, dead_letters)
-    register_state_agent(app, settings, dead_letters)
+    outputs = Outputs(settings)
+    app.sensors.add(FlushOutputsBeforeCommit(outputs))
+    register_graph_agent(app, settings, dead_letters, outputs)
+    register_state_agent(app, settings, dead_letters, outputs)
     return IdentityApp(app=app, settings=settings)

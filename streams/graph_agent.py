@@ -13,6 +13,9 @@ from feedhouse.settings import Settings
 from streams.dead_letter import DeadLetters
 from streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
 from streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
+from streams.outputs import Outputs
+from streams.overlay import TableOverlay, seal_changelogs
+from streams.router import version_of
 
 
 class GraphProcessor:
@@ -27,16 +30,17 @@ class GraphProcessor:
     def _load(self, key: str) -> Node:
         return Node.from_json(self.nodes.get(key))
 
-    def apply(self, command: dict[str, Any], offset: int) -> list[dict[str, Any]]:
+    def apply(self, command: dict[str, Any], version: int) -> list[dict[str, Any]]:
+        """Apply one claim/alias; ``version`` orders commands (offset and batch position)."""
         kind, a, b = command["kind"], command["id"], command["target"]
         if kind not in (CLAIM, ALIAS) or not b or a == b:
             return []
         edge: Edge = (int(command["timestamp"]), str(command["messageId"]), kind, a, b)
         node_a, node_b = self._load(a), self._load(b)
         added = node_a.add(edge) | node_b.add(edge)
-        # Offsets at or below a node's version were processed before a restart: their
+        # Versions at or below a node's version were processed before a restart: their
         # outputs may not have reached Kafka, so publish the component again.
-        replayed = offset <= max(node_a.version, node_b.version)
+        replayed = version <= max(node_a.version, node_b.version)
         if not added and not replayed:
             return []
         loaded = {a: node_a, b: node_b}
@@ -54,8 +58,8 @@ class GraphProcessor:
                 ):
                     MERGES.inc()
                 CONFLICTS.inc(len(set(conflicts) - set(node.conflicts)))
-                node.profile, node.conflicts, node.version = profile, conflicts, offset
-            if changed or key in loaded:
+                node.profile, node.conflicts, node.version = profile, conflicts, version
+            if changed or (added and key in loaded):
                 self.nodes[key] = node.to_json()  # re-assign: in-place changes never reach the changelog
             if changed or replayed:
                 records.append(
@@ -71,8 +75,10 @@ class GraphProcessor:
         return records
 
 
-def register_graph_agent(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> None:
-    commands = AvroCodec("identity_command")
+def register_graph_agent(
+    app: faust.App, settings: Settings, dead_letters: DeadLetters, outputs: Outputs
+) -> None:
+    batches = AvroCodec("identity_batch")
     mappings = AvroCodec("id_mapping")
     source = app.topic(
         settings.topic("identity-graph"),
@@ -81,15 +87,21 @@ def register_graph_agent(app: faust.App, settings: Settings, dead_letters: DeadL
         value_serializer="raw",
         partitions=1,
     )
-    sink = app.topic(settings.topic("identity-mapping"), key_serializer="raw", value_serializer="raw")
+    sink = settings.topic("identity-mapping")
     table = app.Table("identity-graph-nodes", default=None, partitions=1)
-    processor = GraphProcessor(table)
+    nodes = TableOverlay(table)
+    processor = GraphProcessor(nodes)
 
     @app.agent(source, name="identity-graph")
     async def graph(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        # Event by event: table writes need Faust's current-event context (take() loses it).
         async for event in stream.events():
-            command = await dead_letters.decode(commands, event, "identity-graph")
-            if command is not None:
-                for record in processor.apply(command, event.message.offset):
-                    await sink.send(key=record["id"].encode(), value=mappings.encode(record))
+            batch = await dead_letters.decode(batches, event, "identity-graph")
+            if batch is not None:
+                offset = event.message.offset
+                for position, command in enumerate(batch["commands"]):
+                    for record in processor.apply(command, version_of(offset, position)):
+                        outputs.publish(sink, record["id"].encode(), mappings.encode(record))
+                if nodes.flush():
+                    await seal_changelogs(app, [nodes], version_of(offset, 0))
             yield None

@@ -13,6 +13,12 @@ confluent-kafka consumer instead, and only identity-relevant *commands* reach th
 
 :func:`commands_for` is the pure decision; :class:`Router` is the consume-produce-commit loop:
 offsets are committed only after the producer flushed every command of the batch.
+
+Commands travel in batches (``avro/schemas/identity_batch``): one Kafka record per identity
+topic partition per consumed batch of events, so the Faust agents pay their per-message cost
+once per batch instead of once per command. A command's partition is
+:func:`partition_for` of its key, the same function for every router, so each id's state
+always lives in the same table partition.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +35,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from avro.codec import AvroCodec, AvroDecodeError
+from avro.event_prefix import EventPrefixDecoder
 from feedhouse.deadletter import send_to_dead_letter
 from feedhouse.kafka import consumer_config, producer_config
 from feedhouse.settings import Settings
@@ -37,6 +45,21 @@ log = logging.getLogger(__name__)
 
 COMMANDS = "identity-commands"
 GRAPH = "identity-graph"
+# Versions of identity outputs are offset * MAX_BATCH + position in the batch.
+MAX_BATCH = 10_000
+
+
+_IDENTITY_CALLS = frozenset({"identify", "group", "alias"})
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The identity-topic partition of a command key (stable across processes and releases)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def version_of(offset: int, position: int) -> int:
+    """Monotonic version of the output of the command at ``position`` in the batch at ``offset``."""
+    return offset * MAX_BATCH + position
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +109,8 @@ def _command(topic: str, key: str, kind: str, event: Mapping[str, Any], **fields
 def commands_for(event: Mapping[str, Any], placeholders: frozenset[str]) -> list[Command]:
     """The identity commands one event implies (most events imply none)."""
     kind = event["type"]
+    if kind not in _IDENTITY_CALLS and (event["userId"] is None or event["anonymousId"] is None):
+        return []  # the common case: a track/page/screen that cannot link anyone
     user = real_id(event["userId"], placeholders)
     anonymous = real_id(event["anonymousId"], placeholders)
     own_id = user or anonymous
@@ -140,12 +165,25 @@ class PairCache:
 class Router:
     """The consume -> route -> produce -> commit loop. Runs on its own thread in the worker."""
 
-    def __init__(self, settings: Settings, batch_size: int = 2000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batch_size: int = 5000,
+        commit_every: int = 25_000,
+        commit_seconds: float = 0.25,
+    ) -> None:
         self.settings = settings
         self.batch_size = batch_size
-        self.events = AvroCodec("event")
-        self.commands_codec = AvroCodec("identity_command")
+        # Flush + synchronous commit cost a round trip each: do them per many events, not per batch.
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self.uncommitted = 0
+        self.events = EventPrefixDecoder()
+        self.batch_codec = AvroCodec("identity_batch")
         self.topics = {COMMANDS: settings.topic(COMMANDS), GRAPH: settings.topic(GRAPH)}
+        self.partitions = {COMMANDS: settings.events_partitions, GRAPH: 1}
+        self.pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.routed: dict[str, int] = {}
         self.dead_letter_topic = settings.topic("dead-letter")
         self.cache = PairCache()
         self.group_id = f"{settings.topic_prefix}identity-router"
@@ -158,7 +196,7 @@ class Router:
         self.processed = 0
 
     def route(self, message: Message) -> None:
-        """Decode one event and produce its commands (or dead-letter it)."""
+        """Decode one event and queue its commands (or dead-letter it)."""
         try:
             event = self.events.decode(message.value() or b"")
             commands = commands_for(event, self.settings.placeholder_ids)
@@ -175,19 +213,27 @@ class Router:
                 (record["id"], record["target"]), (record["timestamp"], record["messageId"])
             ):
                 continue
-            self.producer.produce(
-                self.topics[command.topic], self.commands_codec.encode(record), command.key.encode()
-            )
-            ROUTED.labels(record["kind"]).inc()
+            partition = partition_for(command.key, self.partitions[command.topic])
+            self.pending.setdefault((command.topic, partition), []).append(record)
+            self.routed[record["kind"]] = self.routed.get(record["kind"], 0) + 1
+
+    def _produce_pending(self) -> None:
+        for (topic, partition), commands in self.pending.items():
+            for start in range(0, len(commands), MAX_BATCH):
+                value = self.batch_codec.encode({"commands": commands[start : start + MAX_BATCH]})
+                self.producer.produce(self.topics[topic], value, None, partition=partition)
+        self.pending.clear()
+        for kind, count in self.routed.items():  # per batch: labelled metrics are slow per event
+            ROUTED.labels(kind).inc(count)
+        self.routed.clear()
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.settings.topic("events")])
         log.info("identity router started", extra={"group": self.group_id})
+        last_commit = time.monotonic()
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(self.batch_size, 0.2)
-                if not messages:
-                    continue
+                messages = self.consumer.consume(self.batch_size, 0.1)
                 routed = 0
                 for message in messages:
                     error = message.error()
@@ -197,9 +243,16 @@ class Router:
                         continue
                     self.route(message)
                     routed += 1
-                self._flush_then_commit()
+                self._produce_pending()
+                self.uncommitted += routed
                 self.processed += routed
                 ROUTER_EVENTS.inc(routed)
+                now = time.monotonic()
+                if self.uncommitted and (
+                    self.uncommitted >= self.commit_every or now - last_commit >= self.commit_seconds
+                ):
+                    self._flush_then_commit()
+                    last_commit = now
         finally:
             self._close()
 
@@ -211,12 +264,14 @@ class Router:
             for message in self.consumer.consume(self.batch_size, 0.1):
                 if message.error() is None:
                     self.route(message)
-        self.producer.flush(10)
-        self._flush_then_commit()
+                    self.uncommitted += 1
+        if self.uncommitted:
+            self._flush_then_commit()
         self.consumer.close()
 
     def _flush_then_commit(self) -> None:
         # Commands must be durable before the events that produced them are marked done.
+        self._produce_pending()
         while self.producer.flush(5.0) > 0:
             log.warning("identity commands still unacknowledged; retrying flush")
             time.sleep(0.1)
@@ -224,3 +279,4 @@ class Router:
             self.consumer.commit(asynchronous=False)
         except Exception as exc:  # e.g. a rebalance took the partitions: they will be replayed
             log.warning("commit failed; events will be routed again", extra={"error": str(exc)})
+        self.uncommitted = 0

@@ -13,7 +13,24 @@ from avro.codec import AvroCodec
 from feedhouse.settings import Settings
 from streams.dead_letter import DeadLetters
 from streams.metrics import STATE_UPDATES
+from streams.outputs import Outputs
+from streams.overlay import TableOverlay, seal_changelogs
 from streams.profile_state import IdState, apply_group, apply_identify, merge_traits, snapshot
+from streams.router import version_of
+
+
+class BadCommand(ValueError):
+    """A command whose payload cannot be applied (e.g. traits that are not a JSON object)."""
+
+
+def _traits(command: dict[str, Any]) -> dict[str, Any]:
+    try:
+        traits = orjson.loads(command["traits"] or "{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadCommand(f"traits are not JSON: {exc}") from None
+    if not isinstance(traits, dict):
+        raise BadCommand("traits are not a JSON object")
+    return traits
 
 
 class StateProcessor:
@@ -23,27 +40,26 @@ class StateProcessor:
         self.ids = ids  # id -> IdState JSON
         self.groups = groups  # groupId -> IdState JSON (traits only)
 
-    def apply(self, command: dict[str, Any], offset: int) -> tuple[str, dict[str, Any]] | None:
+    def apply(self, command: dict[str, Any], version: int) -> tuple[str, dict[str, Any]] | None:
+        """Apply one command; ``version`` orders commands (offset and batch position)."""
         kind, key = command["kind"], command["id"]
         stamp = (int(command["timestamp"]), str(command["messageId"]))
         table = self.groups if kind == "group_traits" else self.ids
         state = IdState.from_json(table.get(key))
         if kind == "identify":
-            traits = orjson.loads(command["traits"] or "{}")
-            changed = isinstance(traits, dict) and apply_identify(state, traits, stamp, command["audience"])
+            changed = apply_identify(state, _traits(command), stamp, command["audience"])
         elif kind == "group":
             changed = bool(command["target"]) and apply_group(state, command["target"], stamp)
         elif kind == "group_traits":
-            traits = orjson.loads(command["traits"] or "{}")
-            changed = isinstance(traits, dict) and merge_traits(state.traits, traits, stamp)
+            changed = merge_traits(state.traits, _traits(command), stamp)
         else:
-            return None
-        # An offset at or below the state's version was applied before a restart; its
+            raise BadCommand(f"unknown command kind {kind!r}")
+        # A version at or below the state's version was applied before a restart; its
         # snapshot may have been lost with the process, so it is published again.
-        if not changed and offset > state.version:
+        if not changed and version > state.version:
             return None
         if changed:
-            state.version = offset
+            state.version = version
             table[key] = state.to_json()  # re-assign: in-place changes never reach the changelog
         view = snapshot(state)
         now = time.time_ns() // 1000
@@ -69,8 +85,10 @@ class StateProcessor:
         }
 
 
-def register_state_agent(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> None:
-    commands = AvroCodec("identity_command")
+def register_state_agent(
+    app: faust.App, settings: Settings, dead_letters: DeadLetters, outputs: Outputs
+) -> None:
+    batches = AvroCodec("identity_batch")
     codecs = {"id": AvroCodec("id_state"), "group": AvroCodec("group_state")}
     source = app.topic(
         settings.topic("identity-commands"),
@@ -79,25 +97,31 @@ def register_state_agent(app: faust.App, settings: Settings, dead_letters: DeadL
         value_serializer="raw",
         partitions=settings.events_partitions,
     )
-    sinks = {
-        "id": app.topic(settings.topic("identity-state"), key_serializer="raw", value_serializer="raw"),
-        "group": app.topic(settings.topic("identity-groups"), key_serializer="raw", value_serializer="raw"),
-    }
-    ids = app.Table("identity-id-state", default=None, partitions=settings.events_partitions)
-    groups = app.Table("identity-group-state", default=None, partitions=settings.events_partitions)
+    sinks = {"id": settings.topic("identity-state"), "group": settings.topic("identity-groups")}
+    ids = TableOverlay(app.Table("identity-id-state", default=None, partitions=settings.events_partitions))
+    groups = TableOverlay(
+        app.Table("identity-group-state", default=None, partitions=settings.events_partitions)
+    )
     processor = StateProcessor(ids, groups)
 
     @app.agent(source, name="identity-state")
     async def state(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        # Event by event: table writes need Faust's current-event context (take() loses it).
         async for event in stream.events():
-            command = await dead_letters.decode(commands, event, "identity-state")
-            if command is not None:
-                try:
-                    result = processor.apply(command, event.message.offset)
-                except (ValueError, TypeError, KeyError) as exc:  # e.g. traits that are not JSON
-                    await dead_letters.send(event, "identity-state", repr(exc))
-                    result = None
-                if result is not None:
-                    kind, record = result
-                    await sinks[kind].send(key=event.key, value=codecs[kind].encode(record))
+            batch = await dead_letters.decode(batches, event, "identity-state")
+            if batch is not None:
+                offset = event.message.offset
+                for position, command in enumerate(batch["commands"]):
+                    try:
+                        result = processor.apply(command, version_of(offset, position))
+                    except BadCommand as exc:
+                        await dead_letters.send(event, "identity-state", f"command {position}: {exc}")
+                        continue
+                    if result is not None:
+                        kind, record = result
+                        key = record["groupId"] if kind == "group" else record["id"]
+                        outputs.publish(sinks[kind], key.encode(), codecs[kind].encode(record))
+                touched = [overlay for overlay in (ids, groups) if overlay.flush()]
+                if touched:
+                    await seal_changelogs(app, touched, version_of(offset, 0))
             yield None

@@ -44,7 +44,17 @@ def converge(view: IdentityView, expected: dict[str, Any], timeout: float = 120)
     def same() -> bool:
         return view.refresh().snapshot() == expected
 
-    wait_until(same, timeout=timeout, interval=0.5)
+    try:
+        wait_until(same, timeout=timeout, interval=0.5)
+    except BaseException:
+        actual = view.snapshot()
+        for table, rows in expected.items():
+            differing = {
+                key for key in rows.keys() | actual[table].keys() if rows.get(key) != actual[table].get(key)
+            }
+            for key in sorted(differing)[:5]:
+                print(table, key, "expected", rows.get(key), "actual", actual[table].get(key))
+        raise
 
 
 @pytest.fixture(scope="module")

@@ -71,11 +71,11 @@ def test_processor_publishes_only_changes_and_is_idempotent() -> None:
     table: dict = {}
     graph = GraphProcessor(table)
     command = {"kind": "claim", "id": "a1", "target": "u1", "timestamp": 10, "messageId": "m1"}
-    first = graph.apply(command, offset=0)
+    first = graph.apply(command, version=0)
     assert {(r["id"], r["profileId"], r["version"]) for r in first} == {("a1", "u1", 0), ("u1", "u1", 0)}
-    assert graph.apply(command, offset=1) == []  # redelivery (rule 8)
+    assert graph.apply(command, version=1) == []  # redelivery (rule 8)
     # A replay of an offset already applied (restart) publishes the component again.
-    assert {r["id"] for r in graph.apply(command, offset=0)} == {"a1", "u1"}
+    assert {r["id"] for r in graph.apply(command, version=0)} == {"a1", "u1"}
 
 
 def test_processor_late_earlier_claim_takes_the_device() -> None:

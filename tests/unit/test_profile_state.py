@@ -66,10 +66,10 @@ def test_processor_publishes_on_change_and_on_replay_only() -> None:
         "timestamp": 5,
         "messageId": "m1",
     }
-    kind, record = processor.apply(identify, offset=7)  # type: ignore[misc]
+    kind, record = processor.apply(identify, version=7)  # type: ignore[misc]
     assert kind == "id" and record["version"] == 7 and record["traits"] == '{"email":"a@b.c"}'
-    assert processor.apply(identify, offset=8) is None  # redelivered later: nothing new
-    assert processor.apply(identify, offset=7) is not None  # replayed after a restart: publish again
+    assert processor.apply(identify, version=8) is None  # redelivered later: nothing new
+    assert processor.apply(identify, version=7) is not None  # replayed after a restart: publish again
 
 
 def test_processor_keeps_group_traits_per_group() -> None:
@@ -84,5 +84,5 @@ def test_processor_keeps_group_traits_per_group() -> None:
         "timestamp": 5,
         "messageId": "m1",
     }
-    kind, record = processor.apply(command, offset=0)  # type: ignore[misc]
+    kind, record = processor.apply(command, version=0)  # type: ignore[misc]
     assert kind == "group" and record["groupId"] == "g1" and "g1" in groups
