@@ -100,6 +100,12 @@ def _sink(args: argparse.Namespace) -> int:
     return run_standalone(current, apply_migrations=not args.no_migrate)
 
 
+def _dev(_args: argparse.Namespace) -> int:
+    from feedhouse.dev import run_dev
+
+    return run_dev(settings.load())
+
+
 def _topics(_args: argparse.Namespace) -> int:
     from feedhouse.kafka import ensure_topics
 
@@ -146,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate", action="store_true", help="do not apply migrations; exit 3 if any is pending"
     )
     sink.set_defaults(run=_sink)
+
+    dev = sub.add_parser(
+        "dev", help="run everything embedded: broker, gateway, worker, sink, chDB (Ctrl-C stops)"
+    )
+    dev.set_defaults(run=_dev)
 
     topics = sub.add_parser("topics", help="create Feedhouse's topics with their partition counts")
     topics.set_defaults(run=_topics)

@@ -9,13 +9,19 @@ work is durable elsewhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from feedhouse import metrics
 from feedhouse.settings import Settings
+
+
+# librdkafka's own log lines go through logging (JSON lines) instead of raw stderr.
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "queue.buffering.max.messages": 200000,
         # Bounds how long a client waits for a verdict while the broker is unreachable.
         "message.timeout.ms": settings.produce_timeout_ms,
+        "logger": LIBRDKAFKA_LOG,
         "socket.connection.setup.timeout.ms": min(settings.produce_timeout_ms, 5000),
         "reconnect.backoff.max.ms": 1000,
     }
@@ -72,6 +79,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
         "fetch.wait.max.ms": 100,
+        "logger": LIBRDKAFKA_LOG,
         "reconnect.backoff.max.ms": 1000,
     }
     config.update(overrides)
@@ -80,7 +88,11 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
 
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.connection.setup.timeout.ms": 5000}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "socket.connection.setup.timeout.ms": 5000,
+            "logger": LIBRDKAFKA_LOG,
+        }
     )
 
 
@@ -114,3 +126,18 @@ def ensure_topics(
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent creator won the race
                 raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+def record_consumer_lag(consumer: Consumer, group_id: str) -> None:
+    """Set the consumer-lag gauge of every assigned partition (cached watermarks: no I/O)."""
+    try:
+        assignment = consumer.assignment()
+        positions = consumer.position(assignment) if assignment else []
+    except KafkaException:
+        return
+    for tp in positions:
+        low, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high < 0:
+            continue  # no fetch response yet
+        position = tp.offset if tp.offset >= 0 else low
+        metrics.CONSUMER_LAG.labels(group_id, tp.topic, str(tp.partition)).set(max(0, high - position))

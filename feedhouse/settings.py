@@ -86,6 +86,7 @@ class Settings:
     data_dir: Path = Path(".feedhouse")
     kafka_port: int = 9092
     # Sink
+    embedded_sink: bool = False
     sink_batch_rows: int = 20000
     sink_batch_seconds: float = 0.5
     # Operations
@@ -175,6 +176,11 @@ ENV: Mapping[str, tuple[str, object, str]] = {
     ),
     "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
     "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
+    "FEEDHOUSE_EMBEDDED_SINK": (
+        "embedded_sink",
+        _bool,
+        "Run the sink inside the gateway process (required with embedded chDB, which one process owns).",
+    ),
     "FEEDHOUSE_SINK_BATCH_ROWS": ("sink_batch_rows", int, "Sink closes a batch at this many rows..."),
     "FEEDHOUSE_SINK_BATCH_SECONDS": ("sink_batch_seconds", float, "...or after this many seconds."),
     "FEEDHOUSE_LOG_LEVEL": ("log_level", str, "Log level (DEBUG, INFO, WARNING, ERROR)."),
@@ -207,6 +213,19 @@ def load(environ: Mapping[str, str] | None = None, **overrides: object) -> Setti
     return settings
 
 
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that make another process load ``settings``."""
+    env: dict[str, str] = {}
+    for variable, (name, _, _) in ENV.items():
+        value = getattr(settings, name)
+        if isinstance(value, tuple | frozenset):
+            value = ",".join(sorted(value) if isinstance(value, frozenset) else value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[variable] = str(value)
+    return env
+
+
 def _validate(settings: Settings) -> None:
     if not settings.write_keys:
         raise SettingsError("FEEDHOUSE_WRITE_KEYS must name at least one write key")
@@ -215,6 +234,10 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"{name} must be positive")
     if settings.max_event_bytes > settings.max_request_bytes:
         raise SettingsError("FEEDHOUSE_MAX_EVENT_BYTES cannot exceed FEEDHOUSE_MAX_REQUEST_BYTES")
+    if settings.embedded_sink and settings.http_workers > 1:
+        raise SettingsError(
+            "FEEDHOUSE_EMBEDDED_SINK needs FEEDHOUSE_HTTP_WORKERS=1 (chDB is owned by one process)"
+        )
 
 
 def env_table() -> str:

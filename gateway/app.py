@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -66,9 +68,19 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         active = Publisher(settings) if owned else publisher
         assert active is not None
         state["ingestor"] = Ingestor(settings, active)
+        stop_sink = threading.Event()
+        sink_thread = None
+        if settings.embedded_sink:
+            # Embedded chDB belongs to one process: the one serving the read API hosts the sink.
+            from sink.embedded import start_embedded
+
+            sink_thread = await asyncio.to_thread(start_embedded, settings, stop_sink)
         try:
             yield
         finally:
+            if sink_thread is not None:
+                stop_sink.set()
+                await asyncio.to_thread(sink_thread.join, 30)
             if owned:
                 active.close()
 
@@ -91,8 +103,6 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         return json_response({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        import asyncio
-
         if await asyncio.to_thread(ingestor().publisher.reachable):
             return json_response({"status": "ready", "kafka": "reachable"})
         return json_response({"status": "unavailable", "kafka": "unreachable"}, 503)

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from clickhouse.client import database_for, get_client
 from feedhouse import metrics
-from feedhouse.kafka import consumer_config
+from feedhouse.kafka import consumer_config, record_consumer_lag
 from feedhouse.settings import Settings
 from sink.batch import Batch, Rejected
 from sink.dead_letters import DeadLetterError, DeadLetterOutbox
@@ -280,18 +280,7 @@ class Sink:
         if now - self._lag_at < LAG_EVERY_SECONDS:
             return
         self._lag_at = now
-        try:
-            assignment = consumer.assignment()
-            positions = consumer.position(assignment) if assignment else []
-        except KafkaException:
-            return
-        for tp in positions:
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
-                continue  # no fetch response yet
-            position = tp.offset if tp.offset >= 0 else low
-            lag = metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition))
-            lag.set(max(0, high - position))
+        record_consumer_lag(consumer, self.group_id)
 
 
 def _partitions(batch: Batch) -> dict[str, list[int]]:

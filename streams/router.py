@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from avro.codec import AvroCodec, AvroDecodeError
 from avro.event_prefix import EventPrefixDecoder
 from feedhouse.deadletter import send_to_dead_letter
-from feedhouse.kafka import consumer_config, producer_config
+from feedhouse.kafka import consumer_config, producer_config, record_consumer_lag
 from feedhouse.settings import Settings
 from streams.metrics import ROUTED, ROUTER_EVENTS
 
@@ -230,7 +230,7 @@ class Router:
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.settings.topic("events")])
         log.info("identity router started", extra={"group": self.group_id})
-        last_commit = time.monotonic()
+        last_commit = last_lag = time.monotonic()
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.batch_size, 0.1)
@@ -248,6 +248,9 @@ class Router:
                 self.processed += routed
                 ROUTER_EVENTS.inc(routed)
                 now = time.monotonic()
+                if now - last_lag >= 2.0:
+                    record_consumer_lag(self.consumer, self.group_id)
+                    last_lag = now
                 if self.uncommitted and (
                     self.uncommitted >= self.commit_every or now - last_commit >= self.commit_seconds
                 ):

@@ -65,14 +65,8 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
 
 
 def settings_env(current: Settings) -> dict[str, str]:
-    """The environment that makes a child process load ``current``."""
-    env = dict(os.environ)
-    for variable, (name, _, _) in settings_module.ENV.items():
-        value = getattr(current, name)
-        if isinstance(value, tuple | frozenset):
-            value = ",".join(value)
-        env[variable] = str(value)
-    return env
+    """This process's environment plus the variables that make a child load ``current``."""
+    return {**os.environ, **settings_module.to_env(current)}
 
 
 @pytest.fixture
