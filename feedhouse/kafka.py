@@ -8,8 +8,8 @@ work is durable elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from feedhouse import metrics
 from feedhouse.settings import Settings
-
 
 # librdkafka's own log lines go through logging (JSON lines) instead of raw stderr.
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
