@@ -21,6 +21,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from avro.flat import compile_flat_writer
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 MARKER = b"\xc3\x01"
 HEADER_SIZE = 10
@@ -61,12 +63,15 @@ class AvroCodec:
         self.version = max(versions)
         self.schema = parse_schema(versions[self.version])
         self.fingerprint = schema_fingerprint(versions[self.version])
-        self._header = MARKER + self.fingerprint
+        self._header = self.fingerprint_header = MARKER + self.fingerprint
         # fingerprint -> parsed writer schema, for every version this process knows.
         self._writers = {schema_fingerprint(raw): parse_schema(raw) for raw in versions.values()}
         self._current_writer = self._writers[self.fingerprint]
+        self._flat = compile_flat_writer(versions[self.version])
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        if self._flat is not None:
+            return self._header + self._flat(record)
         buffer = io.BytesIO()
         buffer.write(self._header)
         schemaless_writer(buffer, self.schema, record)

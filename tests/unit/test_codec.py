@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from fastavro import schemaless_writer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from avro.codec import SCHEMA_DIR, AvroCodec, AvroDecodeError
 
@@ -65,3 +69,49 @@ def test_truncated_body_is_a_decode_error() -> None:
     codec = AvroCodec("event")
     with pytest.raises(AvroDecodeError):
         codec.decode(codec.encode(EVENT)[:20])
+
+
+optional_text = st.none() | st.text(max_size=80)
+event_records = st.fixed_dictionaries(
+    {
+        "type": st.text(max_size=10),
+        "messageId": st.text(max_size=100),
+        "userId": optional_text,
+        "anonymousId": optional_text,
+        "groupId": optional_text,
+        "previousId": optional_text,
+        "event": optional_text,
+        "name": optional_text,
+        "category": optional_text,
+        "timestamp": st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        "receivedAt": st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        "originalTimestamp": optional_text,
+        "sentAt": optional_text,
+        "properties": optional_text,
+        "traits": optional_text,
+        "context": optional_text,
+        "integrations": optional_text,
+        "extra": optional_text,
+        "sourceId": st.text(max_size=12),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=event_records)
+def test_fast_flat_writer_matches_fastavro_byte_for_byte(record: dict) -> None:
+    codec = AvroCodec("event")
+    reference = io.BytesIO()
+    schemaless_writer(reference, codec.schema, record)
+    assert codec.encode(record) == codec.fingerprint_header + reference.getvalue()
+    assert codec.decode(codec.encode(record)) == record
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    conflicts=st.lists(st.text(max_size=20), max_size=5), version=st.integers(min_value=0, max_value=2**62)
+)
+def test_fast_writer_handles_arrays(conflicts: list[str], version: int) -> None:
+    codec = AvroCodec("id_mapping")
+    record = {"id": "a", "profileId": "u", "version": version, "conflicts": conflicts, "updatedAt": 1}
+    assert codec.decode(codec.encode(record)) == record
