@@ -103,6 +103,17 @@ class Ingestor:
             }
         )
         metrics.EVENTS_REJECTED.labels(rejection.code).inc()
+        log.info(
+            "event rejected",
+            extra={
+                "code": rejection.code,
+                "reason": rejection.message,
+                "messageId": payload.get("messageId") if isinstance(payload, dict) else None,
+                "path": path,
+                "index": index,
+                "sourceId": source,
+            },
+        )
         return (self.rejected_topic, None, value)
 
     async def _publish(self, records: Sequence[Record]) -> None:
@@ -228,6 +239,10 @@ class Ingestor:
             kind = record["type"]
             accepted_types[kind] = accepted_types.get(kind, 0) + 1
         await self._publish(records)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "events accepted", extra={"path": path, "records": len(records), "rejected": len(rejected)}
+            )
         for kind, count in accepted_types.items():
             metrics.EVENTS_ACCEPTED.labels(kind).inc(count)
         response: dict[str, Any] = {"success": True, "accepted": len(records) - len(rejected)}
