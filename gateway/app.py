@@ -99,6 +99,29 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
     async def webhook(request: Request) -> Response:
         return await ingestor().webhook(request)
 
+    async def project_settings(request: Request) -> Response:
+        """What analytics.js fetches from Segment's CDN (``cdnURL`` pointed at the gateway):
+        tells it to deliver to this gateway instead of api.segment.io."""
+        write_key = request.path_params["write_key"]
+        if not ingestor().write_keys.accepts(write_key):
+            raise HttpError(404, "unknown_write_key", "no source with this write key")
+        host = request.headers.get("host", f"{settings.http_host}:{settings.http_port}")
+        return json_response(
+            {
+                "integrations": {
+                    "Segment.io": {
+                        "apiKey": write_key,
+                        "apiHost": f"{host}/v1",
+                        "protocol": request.url.scheme,
+                    }
+                },
+                "plan": {
+                    "track": {"__default": {"enabled": True}},
+                    "identify": {"__default": {"enabled": True}},
+                },
+            }
+        )
+
     async def healthz(_request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -118,6 +141,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
     routes += [Route(path, _guarded("/v1/batch", batch), methods=["POST"]) for path in BATCH_ROUTES]
     routes += [
         Route("/v1/webhook", _guarded("/v1/webhook", webhook), methods=["POST"]),
+        Route("/v1/projects/{write_key}/settings", _guarded("/v1/projects/settings", project_settings)),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -220,3 +220,22 @@ def test_health_and_metrics(client: TestClient) -> None:
     client.post("/v1/track", json={"userId": "u", "event": "x"}, headers=basic("wk"))
     text = client.get("/metrics").text
     assert 'feedhouse_gateway_requests_total{route="/v1/track",status="200"}' in text
+
+
+def test_analytics_js_settings_point_back_at_the_gateway(client: TestClient) -> None:
+    body = client.get("/v1/projects/wk/settings", headers={"Host": "collect.example.com"}).json()
+    assert body["integrations"]["Segment.io"] == {
+        "apiKey": "wk",
+        "apiHost": "collect.example.com/v1",
+        "protocol": "http",
+    }
+    assert client.get("/v1/projects/nope/settings").status_code == 404
+
+
+def test_cors_lets_browsers_on_other_origins_post(client: TestClient) -> None:
+    response = client.post(
+        "/v1/t",
+        content=orjson.dumps({"anonymousId": "a", "event": "x", "writeKey": "wk"}),
+        headers={"Origin": "https://shop.example", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
