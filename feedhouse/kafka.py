@@ -86,13 +86,12 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "socket.connection.setup.timeout.ms": 5000,
-            "logger": LIBRDKAFKA_LOG,
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "socket.connection.setup.timeout.ms": 5000,
+        "logger": LIBRDKAFKA_LOG,
+    }
+    return AdminClient(config)
 
 
 def ensure_topics(
