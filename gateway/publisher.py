@@ -14,9 +14,11 @@ SDK retries), and builds a fresh producer for the next request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,29 +40,42 @@ class KafkaUnavailable(RuntimeError):
 class _Pending:
     """One request's outstanding records; resolved on the event loop when the last one settles."""
 
-    __slots__ = ("error", "future", "loop", "remaining")
+    __slots__ = ("deadline", "done", "error", "future", "loop", "remaining")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, count: int, deadline: float, done: Callable[[_Pending], None]
+    ) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.remaining = count
+        self.deadline = deadline
         self.error: KafkaError | None = None
+        self.done = done
 
     def on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        # Runs on the poll thread.
+        # Runs on the thread that polls; the loop is woken once per poll round, not per request.
         if error is not None and self.error is None:
             self.error = error
         self.remaining -= 1
         if self.remaining == 0:
-            self.loop.call_soon_threadsafe(self._settle)
+            self.done(self)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         if self.future.done():
             return
         if self.error is None:
             self.future.set_result(None)
         else:
             self.future.set_exception(KafkaUnavailable(f"Kafka did not acknowledge: {self.error.str()}"))
+
+    def expire(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(KafkaUnavailable("Kafka did not acknowledge in time"))
+
+
+def _settle_all(batch: list[_Pending]) -> None:
+    for pending in batch:
+        pending.settle()
 
 
 class Publisher:
@@ -71,6 +86,10 @@ class Publisher:
         self._factory = producer_factory
         self._lock = threading.Lock()
         self._fatal = False
+        self._settled: list[_Pending] = []  # filled by delivery callbacks, drained by the poll thread
+        self._settled_lock = threading.Lock()
+        self._inflight: deque[_Pending] = deque()  # in deadline order, on the event loop
+        self._watchdogs: set[asyncio.AbstractEventLoop] = set()
         self._producer = self._build()
         self._running = True
         self._thread = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
@@ -87,6 +106,23 @@ class Publisher:
         else:
             log.warning("kafka client error", extra={"error": error.str()})
 
+    def _on_settled(self, pending: _Pending) -> None:
+        with self._settled_lock:  # delivery callbacks may also run on a flushing thread
+            self._settled.append(pending)
+
+    def _wake_loops(self) -> None:
+        """Hand the requests settled during the last poll round to their event loops, at once."""
+        if not self._settled:
+            return
+        with self._settled_lock:
+            batch, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for pending in batch:
+            by_loop.setdefault(pending.loop, []).append(pending)
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop (shutdown): nobody waits any more
+                loop.call_soon_threadsafe(_settle_all, settled)
+
     def _poll_forever(self) -> None:
         while self._running:
             if self._fatal:
@@ -97,6 +133,7 @@ class Publisher:
                     continue
             try:
                 self._producer.poll(0.05)
+                self._wake_loops()
             except KafkaException as exc:
                 # confluent-kafka raises fatal errors from poll(); the thread must outlive them.
                 error = exc.args[0] if exc.args else None
@@ -133,10 +170,10 @@ class Publisher:
         if self._fatal:
             await asyncio.to_thread(self._recover)
         loop = asyncio.get_running_loop()
-        pending = _Pending(loop, len(records))
-        callback = pending.on_delivery
         started = time.perf_counter()
         deadline = started + self._wait_budget
+        pending = _Pending(loop, len(records), deadline, self._on_settled)
+        callback = pending.on_delivery
         producer = self._producer
         for topic, key, value in records:
             while True:
@@ -151,14 +188,30 @@ class Publisher:
                     if time.perf_counter() > deadline:
                         raise KafkaUnavailable("Kafka producer queue stayed full") from None
                     await asyncio.sleep(0.005)
+        # librdkafka reports every record within message.timeout.ms (success, timeout or purge);
+        # the watchdog only guards against that promise breaking, without a timer per request.
+        self._watch(loop, pending)
         try:
-            await asyncio.wait_for(pending.future, timeout=max(0.1, deadline - time.perf_counter()))
-        except TimeoutError:
-            raise KafkaUnavailable("Kafka did not acknowledge in time") from None
+            await pending.future
         finally:
             if pending.error is not None and pending.error.fatal():
                 self._fatal = True
             metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        self._inflight.append(pending)
+        if loop not in self._watchdogs:
+            self._watchdogs.add(loop)
+            loop.call_later(1.0, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop finished requests; fail the ones past their deadline (deadlines arrive in order)."""
+        now = time.perf_counter()
+        inflight = self._inflight
+        while inflight and (inflight[0].future.done() or inflight[0].deadline + 1.0 < now):
+            inflight.popleft().expire()
+        if self._running:
+            loop.call_later(1.0, self._sweep, loop)
 
     def reachable(self, timeout: float = 1.0) -> bool:
         """Whether the broker answers a metadata request now (readiness)."""
@@ -177,3 +230,4 @@ class Publisher:
         self._running = False
         self._thread.join(timeout=1.0)
         self._producer.flush(timeout)
+        self._wake_loops()
