@@ -1,90 +1,57 @@
-"""Sink throughput into chDB, side by side with its ceilings, on the embedded stack.
+"""Sink rows/s into ClickHouse, side by side with a bare insert of the same rows.
 
-    python -m bench.sink_throughput [--events 100000]
+    python -m bench.sink_throughput [--events 200000] [--repeat 3] [--json-columns]
 
-1. ceiling: the same rows (already built) inserted with a bare ``client.insert`` into a copy of
-   ``events``, row-oriented (clickhouse-connect's default) and column-oriented (what the sink does);
-2. the sink: Avro records on a Tansu topic -> ``Sink`` thread -> ``events``, timed from partition
-   assignment until every offset is committed (consume + decode + rows + insert + commit);
-3. free-form objects: the same rows into tables whose properties/traits/context are the JSON
-   type, fed JSON strings and dicts, against String columns.
+On a fresh Tansu broker and chDB (or the server of ``FEEDHOUSE_CLICKHOUSE_URL``), in one run:
+
+1. ceiling: the same rows (already built by ``sink.processors.process_event``) inserted with a
+   bare clickhouse-connect ``client.insert`` into a copy of ``events``, in batches of the
+   sink's batch size, column-oriented (what the sink does; median of ``--repeat``) and
+   row-oriented (clickhouse-connect's default, for reference);
+2. the sink: the Avro records on the events topic, then ``feedhouse sink`` as its own
+   process (its own chDB directory: chDB locks a directory per process), timed from its
+   partition assignment until every offset is committed (consume, decode, rows, insert,
+   commit: a committed event is queryable);
+3. with ``--json-columns``: the same rows into tables whose properties/traits/context are the
+   ``JSON`` type, fed JSON strings and dicts, against String columns (a schema experiment).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import tempfile
-import threading
+import dataclasses
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, Producer, TopicPartition
 
-from avro.codec import AvroCodec
+from bench.common import Figure, Result, bench_stack, median, print_table, scaled, stop_on_sigterm
+from bench.plots import plot_lines, plot_vs_ceiling
+from bench.processes import Child, CpuMeter, own_memory, wait_until
+from bench.profile import profiled
+from bench.traffic import OffsetWatcher, encoded, normalized, produce, segment_calls
 from clickhouse.client import close_clients, database_for, get_client
 from clickhouse.migrate import migrate
-from feedhouse import settings as settings_module
-from feedhouse.broker import EmbeddedBroker
-from feedhouse.kafka import consumer_config, ensure_topics, producer_config
 from feedhouse.settings import Settings
-from sink.consumer import Sink
-from sink.processors import EVENT_COLUMNS, process_event
+from sink.processors import EVENT_COLUMNS, Row, process_event
 
-T0 = 1_700_000_000_000_000
-BATCH = 20_000
+BATCH = 20_000  # rows per insert: the sink's default batch bound (FEEDHOUSE_SINK_BATCH_ROWS)
 
 
-def segment_event(i: int, rng: random.Random) -> dict[str, Any]:
-    """A track or identify call shaped like analytics.js sends them (about 500 bytes of Avro)."""
-    context = {
-        "library": {"name": "analytics.js", "version": "next-1.70.0"},
-        "ip": f"10.0.{i % 255}.{i % 7}",
-        "locale": "en-US",
-        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari/537.36",
-        "page": {"path": f"/p/{i % 100}", "url": f"https://shop.example.com/p/{i % 100}", "title": "Shop"},
-    }
-    identify = i % 4 == 0
-    properties = {"revenue": round(rng.random() * 100, 2), "currency": "USD", "product_id": f"p{i % 500}"}
-    traits = {"email": f"user{i % 10_000}@example.com", "plan": rng.choice(["free", "pro"]), "logins": i % 50}
-    return {
-        "type": "identify" if identify else "track",
-        "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
-        "userId": f"user-{i % 10_000}",
-        "anonymousId": f"anon-{i % 30_000}",
-        "groupId": None,
-        "previousId": None,
-        "event": None if identify else "Order Completed",
-        "name": None,
-        "category": None,
-        "timestamp": T0 + i * 1000,
-        "receivedAt": T0 + i * 1000 + 50,
-        "originalTimestamp": "2023-11-14T22:13:20.000Z",
-        "sentAt": None,
-        "properties": None if identify else orjson.dumps(properties).decode(),
-        "traits": orjson.dumps(traits).decode() if identify else None,
-        "context": orjson.dumps(context).decode(),
-        "integrations": None,
-        "extra": None,
-        "sourceId": "bench",
-    }
-
-
-def report(label: str, count: int, seconds: float) -> None:
-    print(f"  {label:<62s} {count / seconds:>9,.0f} rows/s  ({seconds:5.2f} s)")
-
-
-def insert_all(client: Client, table: str, rows: list[tuple[Any, ...]], *, column_oriented: bool) -> float:
+def insert_all(client: Client, table: str, rows: list[Row], *, column_oriented: bool) -> float:
+    """Seconds to insert ``rows`` in batches of :data:`BATCH` with a bare ``client.insert``."""
     started = time.perf_counter()
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         data: Any = list(zip(*chunk, strict=True)) if column_oriented else chunk
-        client.insert(table, data, column_names=list(EVENT_COLUMNS), column_oriented=column_oriented)
+        client.insert(
+            table,
+            data,
+            column_names=list(EVENT_COLUMNS),
+            column_oriented=column_oriented,
+            settings={"max_partitions_per_insert_block": 0},
+        )
     return time.perf_counter() - started
 
 
@@ -99,26 +66,25 @@ def copy_of_events(client: Client, database: str, name: str, objects_type: str) 
     return name
 
 
-def median_of(repeat: int, client: Client, database: str, table: str, data: list[tuple[Any, ...]]) -> float:
-    """Median seconds of ``repeat`` column-oriented inserts of ``data`` into an emptied ``table``."""
+def median_insert(client: Client, database: str, table: str, rows: list[Row], repeat: int) -> float:
+    """Median seconds of ``repeat`` column-oriented inserts of ``rows`` into an emptied ``table``."""
     times = []
     for _ in range(repeat):
         client.command(f"TRUNCATE TABLE `{database}`.{table}")
-        times.append(insert_all(client, table, data, column_oriented=True))
-    return statistics.median(times)
+        times.append(insert_all(client, table, rows, column_oriented=True))
+    return median(times)
 
 
-def ceiling(client: Client, database: str, rows: list[tuple[Any, ...]], repeat: int) -> None:
+def ceiling(client: Client, database: str, rows: list[Row], repeat: int) -> dict[str, float]:
     table = copy_of_events(client, database, "events_ceiling", "String")
-    client.insert(table, rows[:10], column_names=list(EVENT_COLUMNS))  # warm-up (lazy imports)
+    insert_all(client, table, rows[:1000], column_oriented=True)  # warm-up (lazy imports, first part)
     client.command(f"TRUNCATE TABLE `{database}`.{table}")
-    seconds = insert_all(client, table, rows, column_oriented=False)
-    report("ceiling: bare client.insert, row-oriented", len(rows), seconds)
-    seconds = median_of(repeat, client, database, table, rows)
-    report("ceiling: bare client.insert, column-oriented (median)", len(rows), seconds)
+    row_oriented = len(rows) / insert_all(client, table, rows, column_oriented=False)
+    column_oriented = len(rows) / median_insert(client, database, table, rows, repeat)
+    return {"column_oriented": column_oriented, "row_oriented": row_oriented}
 
 
-def json_columns(client: Client, database: str, rows: list[tuple[Any, ...]], repeat: int) -> None:
+def json_columns(client: Client, database: str, rows: list[Row], repeat: int) -> dict[str, float]:
     objects = [EVENT_COLUMNS.index(c) for c in ("properties", "traits", "context")]
     as_dicts = [
         tuple((orjson.loads(v) if v else {}) if i in objects else v for i, v in enumerate(row))
@@ -126,82 +92,141 @@ def json_columns(client: Client, database: str, rows: list[tuple[Any, ...]], rep
     ]
     as_text = [tuple((v or "{}") if i in objects else v for i, v in enumerate(row)) for row in rows]
     table = copy_of_events(client, database, "events_json", "JSON")
-    for label, data in (("JSON strings", as_text), ("dicts", as_dicts)):
-        seconds = median_of(repeat, client, database, table, data)
-        report(f"JSON-type properties/traits/context <- {label} (median)", len(rows), seconds)
+    return {
+        f"json_type_from_{label}": len(rows) / median_insert(client, database, table, data, repeat)
+        for label, data in (("strings", as_text), ("dicts", as_dicts))
+    }
 
 
-def committed_all(settings: Settings, group: str, ends: dict[int, int]) -> bool:
-    consumer = Consumer(consumer_config(settings, group))
+def sink_process(
+    current: Settings, workdir: Any, broker: int, ends: dict[int, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run ``feedhouse sink``; seconds from its partition assignment to every offset committed."""
+    timeout = args.timeout
+    sink = Child.feedhouse("sink", ["sink"], current, workdir, FEEDHOUSE_LOG_LEVEL="INFO")
+    watcher = OffsetWatcher(current, f"{current.topic_prefix}sink")
+    topic = current.topic("events")
     try:
-        topic = settings.topic("events")
-        offsets = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-        return all(tp.offset >= ends[tp.partition] for tp in offsets)
+
+        def assigned() -> bool:
+            sink.check()
+            return sink.log_contains('"partitions assigned"')
+
+        wait_until(assigned, 60, "sink partition assignment", interval=0.02)
+        started = time.perf_counter()
+        series: list[tuple[float, int]] = [(0.0, 0)]
+        with (
+            profiled(sink.pid, "sink.sink", args.profile),
+            CpuMeter({"sink": sink.pid, "tansu": broker}) as cpu,
+        ):
+            now = follow_commits(sink, watcher, topic, ends, started, series, timeout)
+        print(f"cores used (assignment to last commit): {cpu.line()}")
+        sink.memory()
+        return {"seconds": now, "series": series, "memory": sink.memory_seen, "cpu": cpu}
     finally:
-        consumer.close()
+        watcher.close()
+        sink.stop()
 
 
-def sink_run(settings: Settings, records: list[dict[str, Any]]) -> None:
-    codec = AvroCodec("event")
-    producer = Producer(producer_config(settings))
-    started = time.perf_counter()
-    ends: dict[int, int] = {}
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is None:
-            ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
-
-    for record in records:
-        producer.produce(
-            settings.topic("events"), codec.encode(record), record["userId"].encode(), on_delivery=delivered
-        )
-        producer.poll(0)
-    producer.flush(60)
-    seconds = time.perf_counter() - started
-    report("(setup: produce the Avro events to Tansu)", len(records), seconds)
-
-    sink = Sink(settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    thread.start()
-    sink.assigned.wait(60)
-    started = time.perf_counter()
-    while not committed_all(settings, sink.group_id, ends):
+def follow_commits(
+    sink: Child,
+    watcher: OffsetWatcher,
+    topic: str,
+    ends: dict[int, int],
+    started: float,
+    series: list[tuple[float, int]],
+    timeout: float,
+) -> float:
+    """Poll the sink group's commits until they reach ``ends``; seconds since ``started``."""
+    while True:
+        sink.check()
+        committed = watcher.committed(topic, ends)
+        now = time.perf_counter() - started
+        series.append((now, sum(min(committed[p], end) for p, end in ends.items())))
+        if all(committed[p] >= end for p, end in ends.items()):
+            return now
+        if now > timeout:
+            raise TimeoutError(f"sink not done after {timeout:.0f} s: {series[-1]}")
         time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    stop.set()
-    thread.join(60)
-    report("sink: consume, decode, rows, insert, commit", len(records), seconds)
+
+
+def run(args: argparse.Namespace) -> Result:
+    result = Result("sink", params={"events": args.events, "batch_rows": BATCH, "repeat": args.repeat})
+    print(f"generating {args.events:,} events ...", flush=True)
+    records = normalized(segment_calls(args.events, seed=41))
+    rows = [process_event(record) for record in records]
+    with bench_stack("sink", sink_batch_rows=BATCH) as (current, workdir, broker):
+        client = get_client(current)
+        database = database_for(current)
+        migrate(client, database)
+        rates = ceiling(client, database, rows, args.repeat)
+        print(f"ceiling: bare client.insert, column-oriented {rates['column_oriented']:,.0f} rows/s")
+        print(f"         bare client.insert, row-oriented    {rates['row_oriented']:,.0f} rows/s")
+        if args.json_columns:
+            rates.update(json_columns(client, database, rows, args.repeat))
+            for label in ("json_type_from_strings", "json_type_from_dicts"):
+                print(f"         {label.replace('_', ' ')}: {rates[label]:,.0f} rows/s")
+        close_clients()
+        ceiling_memory = own_memory("ceiling (bench process)")
+
+        produced = produce(current, current.topic("events"), encoded(records), warmup=0)
+        # The sink process gets a chDB directory of its own (chDB: one process per directory).
+        sink_settings = dataclasses.replace(current, data_dir=workdir / "sink-data")
+        sink_settings.data_dir.mkdir(parents=True, exist_ok=True)
+        assert broker.process is not None
+        run_info = sink_process(sink_settings, workdir, broker.process.pid, produced.ends, args)
+    sink_rate = args.events / run_info["seconds"]
+    print(f"sink: {sink_rate:,.0f} rows/s ({args.events:,} events in {run_info['seconds']:.2f} s)")
+    result.add(
+        Figure(
+            "sink",
+            "events topic -> ClickHouse (consume, decode, insert, commit)",
+            sink_rate,
+            "rows/s",
+            ceiling=rates["column_oriented"],
+            ceiling_label="bare client.insert of the same rows",
+        )
+    )
+    result.memory = [*run_info["memory"], ceiling_memory]
+    result.details = {
+        "ceilings_rows_per_s": {key: round(value) for key, value in rates.items()},
+        "sink_seconds": round(run_info["seconds"], 3),
+        "cpu": run_info["cpu"].to_json(),
+        "cpu_us_per_row": {
+            "sink": run_info["cpu"].micros_per("sink", sink_rate),
+            "ceiling (bare insert)": round(1e6 / rates["column_oriented"], 1),
+        },
+        "clickhouse": current.effective_clickhouse_url.split("@")[-1],
+    }
+    plot_vs_ceiling(result, "Sink vs bare insert")
+    series = run_info["series"]
+    plot_lines(
+        result,
+        "sink_progress.png",
+        f"Sink progress ({args.events:,} events, batches of {BATCH:,})",
+        {
+            "sink: rows committed": ([s[0] for s in series], [s[1] for s in series]),
+            "bare insert pace": ([0, args.events / rates["column_oriented"]], [0, args.events]),
+        },
+        "seconds since partition assignment",
+        "rows",
+    )
+    return result
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=scaled(200_000), help="events (BENCH_SCALE x 200k)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per bare-insert figure (median)")
-    args = parser.parse_args()
-    rng = random.Random(7)
-    records = [segment_event(i, rng) for i in range(args.events)]
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        settings = settings_module.load(
-            {},
-            kafka_bootstrap_servers=broker.bootstrap,
-            data_dir=Path(tmp),
-            kafka_session_timeout_ms=2000,
-            kafka_heartbeat_interval_ms=500,
-            sink_batch_rows=BATCH,
-        )
-        ensure_topics(settings)
-        client = get_client(settings)
-        database = database_for(settings)
-        migrate(client, database)
-        rows = [process_event(record) for record in records]
-        print(f"{len(records):,} events, batches of {BATCH:,}, chDB at {settings.effective_clickhouse_url}")
-        ceiling(client, database, rows, args.repeat)
-        sink_run(settings, records)
-        json_columns(client, database, rows, args.repeat)
-        close_clients()
+    parser.add_argument("--json-columns", action="store_true", help="also time JSON-type columns")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--profile", action="store_true", help="py-spy the sink process")
+    result = run(parser.parse_args())
+    print_table(result)
+    result.save()
 
 
 if __name__ == "__main__":
