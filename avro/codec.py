@@ -21,7 +21,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from avro.flat import compile_flat_writer
+from avro.flat import FlatDecodeError, compile_flat_reader, compile_flat_writer
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 MARKER = b"\xc3\x01"
@@ -68,6 +68,7 @@ class AvroCodec:
         self._writers = {schema_fingerprint(raw): parse_schema(raw) for raw in versions.values()}
         self._current_writer = self._writers[self.fingerprint]
         self._flat = compile_flat_writer(versions[self.version])
+        self._flat_reader = compile_flat_reader(versions[self.version])
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         if self._flat is not None:
@@ -86,6 +87,11 @@ class AvroCodec:
                 f"unknown {self.name} schema fingerprint {data[2:HEADER_SIZE].hex()}: "
                 "written by a newer producer? deploy the schema to this consumer first"
             )
+        if writer is self._current_writer and self._flat_reader is not None:
+            try:
+                return self._flat_reader(data, HEADER_SIZE)
+            except (IndexError, UnicodeDecodeError, FlatDecodeError) as exc:
+                raise AvroDecodeError(f"corrupt {self.name} record: {exc!r}") from exc
         buffer = io.BytesIO(data)
         buffer.seek(HEADER_SIZE)
         reader = None if writer is self._current_writer else self.schema

@@ -90,3 +90,94 @@ def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
         return b"".join(parts)
 
     return write
+
+
+class FlatDecodeError(ValueError):
+    """Bytes that do not hold a record of the schema the reader was compiled for."""
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    raw = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        raw |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (raw >> 1) ^ -(raw & 1), pos
+        shift += 7
+        if shift > 63:
+            raise FlatDecodeError("varint longer than 64 bits")
+
+
+def compile_flat_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dict[str, Any]] | None:
+    """A function reading a record body of ``schema`` starting at an offset, or None if not flat.
+
+    It reads records written with exactly this schema; other writer versions need schema
+    resolution (fastavro). Raises :class:`FlatDecodeError` (or IndexError on truncation,
+    which the codec turns into a decode error) on malformed input.
+    """
+    if schema.get("type") != "record":
+        return None
+    layout: list[tuple[str, bool, str]] = []
+    for field in schema["fields"]:
+        kind = _field_kind(field["type"])
+        if kind is None:
+            return None
+        layout.append((field["name"], kind[0], kind[1]))
+
+    def read(data: bytes, pos: int) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        size = len(data)
+        for name, nullable, kind in layout:
+            if nullable:
+                branch = data[pos]
+                pos += 1
+                if branch == 0:
+                    record[name] = None
+                    continue
+                if branch != 2:
+                    raise FlatDecodeError(f"bad union branch for {name}")
+            if kind == "string":
+                byte = data[pos]
+                if byte < 0x80:
+                    length = byte >> 1
+                    pos += 1
+                    if byte & 1:
+                        raise FlatDecodeError(f"negative length for {name}")
+                else:
+                    length, pos = _read_long(data, pos)
+                    if length < 0:
+                        raise FlatDecodeError(f"negative length for {name}")
+                end = pos + length
+                if end > size:
+                    raise FlatDecodeError(f"truncated {name}")
+                record[name] = data[pos:end].decode()
+                pos = end
+            elif kind == "boolean":
+                record[name] = data[pos] == 1
+                pos += 1
+            elif kind == "array<string>":
+                items: list[str] = []
+                while True:
+                    count, pos = _read_long(data, pos)
+                    if count == 0:
+                        break
+                    if count < 0:  # a block with its byte size (allowed by the spec)
+                        count = -count
+                        _, pos = _read_long(data, pos)
+                    for _ in range(count):
+                        length, pos = _read_long(data, pos)
+                        end = pos + length
+                        if length < 0 or end > size:
+                            raise FlatDecodeError(f"truncated {name}")
+                        items.append(data[pos:end].decode())
+                        pos = end
+                record[name] = items
+            else:
+                record[name], pos = _read_long(data, pos)
+        if pos != size:
+            raise FlatDecodeError(f"{size - pos} bytes after the record")
+        return record
+
+    return read
