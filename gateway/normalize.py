@@ -56,13 +56,14 @@ class Rejection(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchDefaults:
     """What a batch request contributes to each of its items."""
 
     context: Mapping[str, Any] | None = None
     integrations: Mapping[str, Any] | None = None
     sent_at: str | None = None
+    parsed_sent_at: int | None = None  # filled on first use
 
 
 NO_DEFAULTS = BatchDefaults()
@@ -89,6 +90,15 @@ def parse_time(value: Any, field: str) -> int:
         raise Rejection(
             "invalid_timestamp", f"{field} is not an ISO-8601 timestamp: {value[:64]!r}"
         ) from None
+
+
+def _parse_sent_at(sent_at: str, defaults: BatchDefaults) -> int:
+    # Every item of an SDK batch shares the batch-level sentAt: parse it once per batch.
+    if sent_at is defaults.sent_at:
+        if defaults.parsed_sent_at is None:
+            defaults.parsed_sent_at = parse_time(sent_at, "sentAt")
+        return defaults.parsed_sent_at
+    return parse_time(sent_at, "sentAt")
 
 
 def _id(message: Mapping[str, Any], field: str) -> str | None:
@@ -212,7 +222,8 @@ def normalize(
             timestamp = parse_time(original, "timestamp")
             if sent_at is not None:
                 # Segment's clock-skew rule: the device clock was off by (sentAt - receivedAt).
-                timestamp = received_at - (parse_time(sent_at, "sentAt") - timestamp)
+                sent = _parse_sent_at(sent_at, defaults)
+                timestamp = received_at - (sent - timestamp)
 
     context = message.get("context")
     if defaults.context and (context is None or isinstance(context, dict)):
