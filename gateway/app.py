@@ -14,14 +14,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from clickhouse.client import get_client
 from feedhouse import metrics
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
 from gateway.errors import HttpError, json_response
 from gateway.ingest import Ingestor
 from gateway.publisher import Publisher
+from gateway.read_api import read_routes
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +135,13 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
     async def metrics_endpoint(_request: Request) -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, _guarded(paths[0], single(kind)), methods=["POST"])
         for kind, paths in SINGLE_ROUTES.items()
         for path in paths
     ]
     routes += [Route(path, _guarded("/v1/batch", batch), methods=["POST"]) for path in BATCH_ROUTES]
+    routes += read_routes(settings, lambda: get_client(settings))
     routes += [
         Route("/v1/webhook", _guarded("/v1/webhook", webhook), methods=["POST"]),
         Route("/v1/projects/{write_key}/settings", _guarded("/v1/projects/settings", project_settings)),
