@@ -16,9 +16,9 @@ offsets are committed only after the producer flushed every command of the batch
 
 Commands travel in batches (``avro/schemas/identity_batch``): one Kafka record per identity
 topic partition per commit interval (25,000 events or 0.25 s), so the Faust agents pay their
-per-message cost, and the changelog seal each batch needs, once per batch, not per command. A command's partition is
-:func:`partition_for` of its key, the same function for every router, so each id's state
-always lives in the same table partition.
+per-message cost, and the changelog seal each batch needs, once per batch, not per command.
+A command's partition is :func:`partition_for` of its key, the same function for every
+router, so each id's state always lives in the same table partition.
 """
 
 from __future__ import annotations

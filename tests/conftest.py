@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -154,3 +154,44 @@ def clickhouse(ch_client: Client, settings: Settings) -> Client:
 
     migrate(ch_client, database_for(settings))
     return ch_client
+
+
+class ReadApi:
+    """The read API in a bare Starlette app on the test's migrated chDB, and a way to fill it.
+
+    ``send`` puts Segment calls through the pipeline's own pure stages (``bench.read_dataset``:
+    normalisation, identity workers, sink rows) and inserts the rows, so tests state what
+    happened in Segment terms and the tables hold what the real pipeline would write.
+    """
+
+    def __init__(self, settings: Settings, clickhouse: Client) -> None:
+        from starlette.applications import Starlette
+        from starlette.testclient import TestClient
+
+        from bench.read_dataset import OfflinePipeline
+        from gateway.read_api import read_routes
+
+        self.settings = settings
+        self.clickhouse = clickhouse
+        self.pipeline = OfflinePipeline(settings.placeholder_ids)
+        self.records: dict[str, dict[str, object]] = {}
+        self.http = TestClient(Starlette(routes=read_routes(settings, lambda: clickhouse)))
+
+    def send(self, *calls: dict[str, object]) -> None:
+        for call in calls:
+            record = self.pipeline.add(call)
+            self.records[str(record["messageId"])] = record
+        self.pipeline.flush(self.clickhouse)
+
+    def pipeline_records(self, message_ids: Iterable[str]) -> list[dict[str, object]]:
+        """The event records (``avro/schemas/event``) ``send`` stored for ``message_ids``."""
+        return [self.records[message_id] for message_id in message_ids]
+
+    def get(self, path: str, token: str | None = None, **params: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.settings.read_token if token is None else token}"}
+        return self.http.get(path, params=params, headers=headers)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def read_api(settings: Settings, clickhouse: Client) -> ReadApi:
+    return ReadApi(settings, clickhouse)
