@@ -80,6 +80,15 @@ def test_a_profile_comes_back_whole_from_any_of_its_ids(read_api: ReadApi) -> No
     assert profile["audiences"] == {}
 
 
+def test_an_alias_chain_resolves_to_its_end_from_every_id(read_api: ReadApi) -> None:
+    read_api.send(*journey(), call("alias", "m9", 90, previousId="ada-2", userId="ada-3"))
+    for identifier in ("ada-phone", "ada", "ada-2", "ada-laptop", "ada-3"):
+        profile = read_api.get(f"/v1/profiles/{identifier}").json()
+        assert profile["id"] == "ada-3", identifier
+        assert profile["ids"] == ["ada", "ada-2", "ada-3", "ada-laptop", "ada-phone"]
+    assert timeline_ids(read_api, "ada-phone", limit=2) == ["m9", "m8"]
+
+
 def test_an_id_never_seen_is_404(read_api: ReadApi) -> None:
     read_api.send(*journey())
     for path in ("/v1/profiles/nobody", "/v1/profiles/nobody/timeline", "/v1/profiles/anonymous"):
