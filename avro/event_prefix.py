@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from avro.codec import HEADER_SIZE, MARKER, AvroCodec, AvroDecodeError
+from avro.flat import FlatDecodeError, read_long
 
 # Field layout of event.v1 up to ``context``: (name, nullable?) for strings, None for longs.
 _LAYOUT: tuple[tuple[str, bool | None], ...] = (
@@ -36,21 +37,6 @@ _IDENTITY_END = 10  # fields up to and including ``timestamp``
 _FULL_TYPES = frozenset({"identify", "group"})
 
 
-def _long(data: bytes, pos: int) -> tuple[int, int]:
-    """Avro zig-zag varint at ``pos``: (value, next position)."""
-    shift = 0
-    raw = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
-        if shift > 63:
-            raise AvroDecodeError("varint longer than 64 bits")
-
-
 class EventPrefixDecoder:
     """Decodes the identity-relevant prefix of an event record (a dict with those fields)."""
 
@@ -66,7 +52,7 @@ class EventPrefixDecoder:
             return self.codec.decode(data)  # another schema version: resolve it properly
         try:
             return self._decode(data)
-        except (IndexError, UnicodeDecodeError, AvroDecodeError) as exc:
+        except (IndexError, UnicodeDecodeError, AvroDecodeError, FlatDecodeError) as exc:
             raise AvroDecodeError(f"corrupt event record: {exc!r}") from exc
 
     def _decode(self, data: bytes) -> dict[str, Any]:
@@ -79,7 +65,7 @@ class EventPrefixDecoder:
             name, nullable = _LAYOUT[index]
             index += 1
             if nullable is None:
-                record[name], pos = _long(data, pos)
+                record[name], pos = read_long(data, pos)
                 continue
             if nullable:
                 branch = data[pos]  # union index 0 (null) or 1 (string): one byte, 0x00 or 0x02
@@ -96,7 +82,7 @@ class EventPrefixDecoder:
                 if byte & 1:
                     raise AvroDecodeError(f"negative string length for {name}")
             else:
-                length, pos = _long(data, pos)
+                length, pos = read_long(data, pos)
             if length < 0 or pos + length > size:
                 raise AvroDecodeError(f"bad string length for {name}")
             record[name] = data[pos : pos + length].decode()

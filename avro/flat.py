@@ -48,8 +48,8 @@ def _field_kind(field_type: Any) -> tuple[bool, str] | None:
     return None
 
 
-def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bytes] | None:
-    """A function writing the Avro body of ``schema``'s records, or None if not flat."""
+def flat_layout(schema: Mapping[str, Any]) -> list[tuple[str, bool, str]] | None:
+    """(name, nullable, kind) per field when ``schema`` is a flat record, else None."""
     if schema.get("type") != "record":
         return None
     layout: list[tuple[str, bool, str]] = []
@@ -58,6 +58,14 @@ def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
         if kind is None:
             return None
         layout.append((field["name"], kind[0], kind[1]))
+    return layout
+
+
+def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bytes] | None:
+    """A function writing the Avro body of ``schema``'s records, or None if not flat."""
+    layout = flat_layout(schema)
+    if layout is None:
+        return None
 
     def write(record: Mapping[str, Any]) -> bytes:
         parts: list[bytes] = []
@@ -96,7 +104,8 @@ class FlatDecodeError(ValueError):
     """Bytes that do not hold a record of the schema the reader was compiled for."""
 
 
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """Avro zig-zag varint at ``pos``: (value, next position)."""
     shift = 0
     raw = 0
     while True:
@@ -117,14 +126,9 @@ def compile_flat_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dic
     resolution (fastavro). Raises :class:`FlatDecodeError` (or IndexError on truncation,
     which the codec turns into a decode error) on malformed input.
     """
-    if schema.get("type") != "record":
+    layout = flat_layout(schema)
+    if layout is None:
         return None
-    layout: list[tuple[str, bool, str]] = []
-    for field in schema["fields"]:
-        kind = _field_kind(field["type"])
-        if kind is None:
-            return None
-        layout.append((field["name"], kind[0], kind[1]))
 
     def read(data: bytes, pos: int) -> dict[str, Any]:
         record: dict[str, Any] = {}
@@ -146,7 +150,7 @@ def compile_flat_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dic
                     if byte & 1:
                         raise FlatDecodeError(f"negative length for {name}")
                 else:
-                    length, pos = _read_long(data, pos)
+                    length, pos = read_long(data, pos)
                     if length < 0:
                         raise FlatDecodeError(f"negative length for {name}")
                 end = pos + length
@@ -160,14 +164,14 @@ def compile_flat_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dic
             elif kind == "array<string>":
                 items: list[str] = []
                 while True:
-                    count, pos = _read_long(data, pos)
+                    count, pos = read_long(data, pos)
                     if count == 0:
                         break
                     if count < 0:  # a block with its byte size (allowed by the spec)
                         count = -count
-                        _, pos = _read_long(data, pos)
+                        _, pos = read_long(data, pos)
                     for _ in range(count):
-                        length, pos = _read_long(data, pos)
+                        length, pos = read_long(data, pos)
                         end = pos + length
                         if length < 0 or end > size:
                             raise FlatDecodeError(f"truncated {name}")
@@ -175,7 +179,7 @@ def compile_flat_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dic
                         pos = end
                 record[name] = items
             else:
-                record[name], pos = _read_long(data, pos)
+                record[name], pos = read_long(data, pos)
         if pos != size:
             raise FlatDecodeError(f"{size - pos} bytes after the record")
         return record

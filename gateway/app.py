@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -17,17 +17,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from clickhouse.client import get_client
-from feedhouse import metrics
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
-from gateway.errors import HttpError, json_response
+from gateway.errors import Handler, HttpError, guarded, json_response
 from gateway.ingest import Ingestor
 from gateway.publisher import Publisher
 from gateway.read_api import read_routes
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 # Long and short paths: analytics.js posts to /v1/t, /v1/p, ... and batches to /v1/b.
 SINGLE_ROUTES = {
@@ -39,20 +36,6 @@ SINGLE_ROUTES = {
     "alias": ("/v1/alias", "/v1/a"),
 }
 BATCH_ROUTES = ("/v1/batch", "/v1/import", "/v1/b")
-
-
-def _guarded(route: str, handler: Handler) -> Handler:
-    """Turn HttpError into its JSON response and count every request by route and status."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            response = await handler(request)
-        except HttpError as error:
-            response = error.response()
-        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
-        return response
-
-    return endpoint
 
 
 def create_app(settings: Settings, publisher: Publisher | None = None) -> Starlette:
@@ -136,15 +119,15 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
-        Route(path, _guarded(paths[0], single(kind)), methods=["POST"])
+        Route(path, guarded(paths[0], single(kind)), methods=["POST"])
         for kind, paths in SINGLE_ROUTES.items()
         for path in paths
     ]
-    routes += [Route(path, _guarded("/v1/batch", batch), methods=["POST"]) for path in BATCH_ROUTES]
+    routes += [Route(path, guarded("/v1/batch", batch), methods=["POST"]) for path in BATCH_ROUTES]
     routes += read_routes(settings, lambda: get_client(settings))
     routes += [
-        Route("/v1/webhook", _guarded("/v1/webhook", webhook), methods=["POST"]),
-        Route("/v1/projects/{write_key}/settings", _guarded("/v1/projects/settings", project_settings)),
+        Route("/v1/webhook", guarded("/v1/webhook", webhook), methods=["POST"]),
+        Route("/v1/projects/{write_key}/settings", guarded("/v1/projects/settings", project_settings)),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
+
+from feedhouse import metrics
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class HttpError(Exception):
@@ -24,3 +31,17 @@ class HttpError(Exception):
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def guarded(route: str, handler: Handler) -> Handler:
+    """Turn HttpError into its JSON response and count every request by route and status."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except HttpError as error:
+            response = error.response()
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+        return response
+
+    return endpoint

@@ -36,7 +36,7 @@ thread pool.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -47,16 +47,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from clickhouse import queries
-from feedhouse import metrics
 from feedhouse.settings import Settings
 from gateway.auth import KeyRing
-from gateway.errors import HttpError, json_response
+from gateway.errors import Handler, HttpError, guarded, json_response
 from gateway.read_model import event_json, json_value, profile_json, summary_json
 from gateway.read_params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Request], Awaitable[Response]]
 ClientFactory = Callable[[], Client]
 
 EVENT_PARAMS = ("limit", "cursor", "hidden", "type", "event")
@@ -248,21 +246,23 @@ def _group(client: Client, group_id: str, after: str, limit: int) -> dict[str, A
 
 
 def _guarded(api: ReadApi, route: str, handler: Handler) -> Handler:
-    """Authorize, turn HttpError into its JSON response, ClickHouse failures into 503; count."""
+    """Authorize; ClickHouse failures become 503; then the gateway's error mapping and counting."""
 
-    async def endpoint(request: Request) -> Response:
+    async def checked(request: Request) -> Response:
+        api.authorize(request)
         try:
-            api.authorize(request)
-            response = await handler(request)
-        except HttpError as error:
-            response = error.response()
+            return await handler(request)
         except (ClickHouseError, OSError) as exc:
             log.warning("read API query failed", extra={"route": route, "error": str(exc)})
-            response = HttpError(
+            raise HttpError(
                 503, "unavailable", "ClickHouse did not answer; retry later", {"Retry-After": "1"}
-            ).response()
-        response.headers["Cache-Control"] = "no-store"
-        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+            ) from None
+
+    counted = guarded(route, checked)
+
+    async def endpoint(request: Request) -> Response:
+        response = await counted(request)
+        response.headers["Cache-Control"] = "no-store"  # profiles are personal data
         return response
 
     return endpoint
