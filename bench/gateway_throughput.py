@@ -67,7 +67,7 @@ def cpu_path_rate(bodies: list[bytes], seconds: float = 2.0) -> float:
     while time.perf_counter() - started < seconds:
         for body in bodies[:20]:
             for item in orjson.loads(body)["batch"]:
-                record = normalize(item, event_type=None, received_at=1, source_id="s", max_event_bytes=32768)
+                record = normalize(item, event_type=None, received_at=1, source_id="s")
                 codec.encode(record)
                 partition_key(record, PLACEHOLDERS)
                 events += 1

@@ -64,9 +64,7 @@ class OfflinePipeline:
             stamp = call.get("timestamp")
             base = parse_time(stamp, "timestamp") if isinstance(stamp, str) else 1_767_225_600_000_000
             received_at = base + RECEIVE_DELAY_MICROS
-        record = normalize_call(
-            dict(call), event_type=None, received_at=received_at, source_id="bench", max_event_bytes=1 << 20
-        )
+        record = normalize_call(dict(call), event_type=None, received_at=received_at, source_id="bench")
         self.add_record(record)
         return record
 

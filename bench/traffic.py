@@ -31,10 +31,7 @@ def segment_calls(count: int, seed: int = 7, profiles: int | None = None) -> lis
 def normalized(calls: Iterable[dict[str, Any]], received_at: int | None = None) -> list[dict[str, Any]]:
     """The gateway's event records for ``calls`` (as ``gateway.normalize`` makes them)."""
     stamp = received_at if received_at is not None else time.time_ns() // 1000
-    return [
-        normalize(call, event_type=None, received_at=stamp, source_id="bench", max_event_bytes=1 << 20)
-        for call in calls
-    ]
+    return [normalize(call, event_type=None, received_at=stamp, source_id="bench") for call in calls]
 
 
 def encoded(records: Iterable[dict[str, Any]]) -> list[tuple[bytes, bytes]]:

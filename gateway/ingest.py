@@ -72,11 +72,18 @@ class Ingestor:
     # -- building records ------------------------------------------------------------------
 
     def _accepted(self, record: dict[str, Any]) -> Record:
-        return (
-            self.events_topic,
-            partition_key(record, self.settings.placeholder_ids),
-            self.events.encode(record),
-        )
+        """The Kafka record of an event, or a Rejection when it is larger than Segment allows.
+
+        The limit applies to the encoded event: exact, and free (measuring the JSON size would
+        need a second serialisation of every event).
+        """
+        value = self.events.encode(record)
+        if len(value) > self.settings.max_event_bytes:
+            raise Rejection(
+                "event_too_large",
+                f"event is {len(value)} bytes; the limit is {self.settings.max_event_bytes} bytes",
+            )
+        return (self.events_topic, partition_key(record, self.settings.placeholder_ids), value)
 
     def _rejected(
         self,
@@ -145,19 +152,14 @@ class Ingestor:
         source = self.source_id(self._authenticate(header_key, body))
         received_at = now_micros()
         try:
-            record = normalize(
-                body,
-                event_type=event_type,
-                received_at=received_at,
-                source_id=source,
-                max_event_bytes=self.settings.max_event_bytes,
-            )
+            record = normalize(body, event_type=event_type, received_at=received_at, source_id=source)
+            accepted = self._accepted(record)
         except Rejection as rejection:
             await self._publish(
                 [self._rejected(rejection, body, request.url.path, received_at, None, source)]
             )
             raise HttpError(400, rejection.code, rejection.message) from None
-        await self._publish([self._accepted(record)])
+        await self._publish([accepted])
         metrics.EVENTS_ACCEPTED.labels(event_type).inc()
         return json_response({"success": True})
 
@@ -210,7 +212,6 @@ class Ingestor:
         records: list[Record] = []
         rejected: list[dict[str, Any]] = []
         accepted_types: dict[str, int] = {}
-        max_bytes = self.settings.max_event_bytes
         request_source = self.source_id(request_key) if request_key is not None else None
         for index, item in enumerate(items):
             source = request_source
@@ -226,16 +227,15 @@ class Ingestor:
                     event_type=event_type,
                     received_at=received_at,
                     source_id=source,
-                    max_event_bytes=max_bytes,
                     defaults=defaults,
                     from_segment=from_segment,
                     position=index,
                 )
+                records.append(self._accepted(record))
             except Rejection as rejection:
                 records.append(self._rejected(rejection, item, path, received_at, index, source))
                 rejected.append({"index": index, "code": rejection.code, "message": rejection.message})
                 continue
-            records.append(self._accepted(record))
             kind = record["type"]
             accepted_types[kind] = accepted_types.get(kind, 0) + 1
         await self._publish(records)

@@ -157,7 +157,6 @@ def normalize(
     event_type: str | None,
     received_at: int,
     source_id: str,
-    max_event_bytes: int,
     defaults: BatchDefaults = NO_DEFAULTS,
     from_segment: bool = False,
     position: int = 0,
@@ -254,21 +253,4 @@ def normalize(
         "extra": _json_object(extra, "extra") if extra else None,
         "sourceId": source_id,
     }
-    size = _approximate_size(record)
-    if size > max_event_bytes:
-        raise Rejection("event_too_large", f"event is {size} bytes; the limit is {max_event_bytes} bytes")
     return record
-
-
-def _approximate_size(record: Mapping[str, Any]) -> int:
-    """Size in bytes of the event as JSON, from the parts already serialised (no second dump).
-
-    Exact for the values; field names and punctuation are counted as a fixed overhead each.
-    """
-    total = 0
-    for value in record.values():
-        if isinstance(value, str):
-            total += (len(value) if value.isascii() else len(value.encode())) + 16
-        else:
-            total += 24
-    return total

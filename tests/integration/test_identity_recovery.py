@@ -96,7 +96,7 @@ def model_resolution(events: list[dict[str, Any]]) -> Resolution:
     """What the pure identity rules say about the stream, computed without Kafka or Faust."""
     edges: list[Edge] = []
     for event in events:
-        record = normalize(event, event_type=None, received_at=0, source_id="s", max_event_bytes=1 << 20)
+        record = normalize(event, event_type=None, received_at=0, source_id="s")
         for command in commands_for(record, frozenset(DEFAULT_PLACEHOLDER_IDS)):
             c = command.record
             if c["kind"] in (CLAIM, ALIAS):

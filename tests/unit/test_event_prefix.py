@@ -16,10 +16,7 @@ IDENTITY_FIELDS = {"type", "messageId", "userId", "anonymousId", "groupId", "pre
 
 def records() -> list[dict]:
     calls = generate(3000, seed=5, profiles=300)
-    return [
-        normalize(call, event_type=None, received_at=1, source_id="s", max_event_bytes=1 << 20)
-        for call in calls
-    ]
+    return [normalize(call, event_type=None, received_at=1, source_id="s") for call in calls]
 
 
 def test_prefix_matches_full_decode() -> None:

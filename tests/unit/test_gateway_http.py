@@ -239,3 +239,19 @@ def test_cors_lets_browsers_on_other_origins_post(client: TestClient) -> None:
         headers={"Origin": "https://shop.example", "Content-Type": "text/plain"},
     )
     assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
+
+
+def test_oversize_event_in_a_batch_is_kept_as_rejected(
+    client: TestClient, publisher: RecordingPublisher
+) -> None:
+    big = {"type": "track", "userId": "u", "event": "x", "properties": {"blob": "é" * 20_000}}  # 40 KB UTF-8
+    small = {"type": "track", "userId": "u", "event": "y"}
+    response = client.post("/v1/batch", json={"batch": [big, small]}, headers=basic("wk"))
+    assert response.status_code == 200
+    assert response.json()["rejected"] == [
+        {"index": 0, "code": "event_too_large", "message": response.json()["rejected"][0]["message"]}
+    ]
+    assert "32768" in response.json()["rejected"][0]["message"]
+    assert [e["event"] for e in produced(publisher, "events")] == ["y"]
+    [kept] = produced(publisher, "rejected")
+    assert orjson.loads(kept["payload"])["properties"]["blob"] == "é" * 20_000

@@ -19,7 +19,6 @@ def norm(message: object, event_type: str | None = None, **kwargs: object) -> di
         event_type=event_type,
         received_at=RECEIVED,
         source_id="src",
-        max_event_bytes=32 * 1024,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -149,11 +148,6 @@ def test_unknown_top_level_fields_are_kept_in_extra() -> None:
 def test_write_key_in_the_body_is_not_stored() -> None:
     record = norm({"userId": "u", "event": "x", "writeKey": "secret"}, "track")
     assert record["extra"] is None and "secret" not in str(record)
-
-
-def test_oversize_event_is_rejected() -> None:
-    big = {"userId": "u", "event": "x", "properties": {"blob": "é" * 20_000}}  # 40 KB in UTF-8
-    assert rejected(big, "track").code == "event_too_large"
 
 
 def test_type_from_path_wins_over_body() -> None:
