@@ -13,7 +13,7 @@ from feedhouse.settings import Settings
 from streams.dead_letter import DeadLetters
 from streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
 from streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
-from streams.outputs import Outputs
+from streams.outputs import Outputs, changelog_table
 from streams.overlay import TableOverlay, seal_changelogs
 from streams.router import version_of
 
@@ -88,8 +88,7 @@ def register_graph_agent(
         partitions=1,
     )
     sink = settings.topic("identity-mapping")
-    table = app.Table("identity-graph-nodes", default=None, partitions=1)
-    nodes = TableOverlay(table)
+    nodes = TableOverlay(changelog_table(app, outputs, "identity-graph-nodes", partitions=1))
     processor = GraphProcessor(nodes)
 
     @app.agent(source, name="identity-graph")
@@ -103,5 +102,5 @@ def register_graph_agent(
                     for record in processor.apply(command, version_of(offset, position)):
                         outputs.publish(sink, record["id"].encode(), mappings.encode(record))
                 if nodes.flush():
-                    await seal_changelogs(app, [nodes], version_of(offset, 0))
+                    seal_changelogs(outputs, [nodes], version_of(offset, 0))
             yield None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
+if TYPE_CHECKING:
+    from streams.outputs import Outputs
 
 
 class TableOverlay:
@@ -40,27 +41,17 @@ class TableOverlay:
 SEAL_KEY = "\x00feedhouse:sealed"
 
 
-async def seal_changelogs(app: faust.App, overlays: list[TableOverlay], version: int) -> None:
+def seal_changelogs(outputs: Outputs, overlays: list[TableOverlay], version: int) -> None:
     """Make a batch's table writes durable, and recoverable even from a Tansu broker.
 
-    Two gaps are closed here, before the batch is acknowledged (and so before its offset can
-    be committed):
-
-    * Faust's commit flushes its producer buffer only until no record leaves it for 0.1 s, so
-      under load it can commit source offsets while changelog records still wait in the
-      buffer. We drain the buffer and flush the Kafka client ourselves.
-    * Tansu 0.6 reports a partition's end offset as the base offset of its last record batch
-      plus one, so table recovery (which reads a changelog up to that offset) misses the rest
-      of the last batch. Each batch of table writes is therefore followed by one small record
-      sent on its own (the seal), which makes the reported end offset the true one. On Apache
-      Kafka the seal is merely redundant.
+    Called after a batch's writes and before the batch is acknowledged (so before its offset
+    can be committed). Tansu 0.6 reports a partition's end offset as the base offset of its
+    last record batch plus one, so table recovery (which reads a changelog up to that offset)
+    would miss the rest of the last batch. Each batch of table writes is therefore acknowledged,
+    then followed by one small record sent on its own (the seal), which makes the reported end
+    offset the true one. On Apache Kafka the seal is merely redundant.
     """
-    buffer = app.producer.buffer
-    while buffer.size:
-        await buffer.flush()
-    await app.producer.flush()
+    outputs.flush()  # the batch's writes leave in their own record batches...
     for overlay in overlays:
-        overlay.table[SEAL_KEY] = version
-        while buffer.size:
-            await buffer.flush()
-        await app.producer.flush()
+        overlay.table[SEAL_KEY] = version  # ...and the seal in one of its own
+    outputs.flush()

@@ -13,7 +13,7 @@ from avro.codec import AvroCodec
 from feedhouse.settings import Settings
 from streams.dead_letter import DeadLetters
 from streams.metrics import STATE_UPDATES
-from streams.outputs import Outputs
+from streams.outputs import Outputs, changelog_table
 from streams.overlay import TableOverlay, seal_changelogs
 from streams.profile_state import IdState, apply_group, apply_identify, merge_traits, snapshot
 from streams.router import version_of
@@ -98,10 +98,9 @@ def register_state_agent(
         partitions=settings.events_partitions,
     )
     sinks = {"id": settings.topic("identity-state"), "group": settings.topic("identity-groups")}
-    ids = TableOverlay(app.Table("identity-id-state", default=None, partitions=settings.events_partitions))
-    groups = TableOverlay(
-        app.Table("identity-group-state", default=None, partitions=settings.events_partitions)
-    )
+    partitions = settings.events_partitions
+    ids = TableOverlay(changelog_table(app, outputs, "identity-id-state", partitions))
+    groups = TableOverlay(changelog_table(app, outputs, "identity-group-state", partitions))
     processor = StateProcessor(ids, groups)
 
     @app.agent(source, name="identity-state")
@@ -123,5 +122,5 @@ def register_state_agent(
                         outputs.publish(sinks[kind], key.encode(), codecs[kind].encode(record))
                 touched = [overlay for overlay in (ids, groups) if overlay.flush()]
                 if touched:
-                    await seal_changelogs(app, touched, version_of(offset, 0))
+                    seal_changelogs(outputs, touched, version_of(offset, 0))
             yield None
