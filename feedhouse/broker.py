@@ -5,15 +5,27 @@ Used by ``feedhouse dev`` and the tests. Its storage is in memory: a restarted b
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 from importlib.util import find_spec
 from pathlib import Path
 
+PR_SET_PDEATHSIG = 1
+
 
 class BrokerError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM us when the parent exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tansu_binary() -> Path:
@@ -73,7 +85,11 @@ class EmbeddedBroker:
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Own session: a Ctrl-C to the parent's process group must not kill the broker
+            # before the parent has stopped using it. Parent-death signal: a parent killed
+            # hard (SIGKILL, a CI timeout) must not leave an orphan broker behind.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             wait_for_port("127.0.0.1", self.port)

@@ -41,7 +41,7 @@ def guarded(route: str, handler: Handler) -> Handler:
             response = await handler(request)
         except HttpError as error:
             response = error.response()
-        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+        metrics.child(metrics.REQUESTS, route, str(response.status_code)).inc()
         return response
 
     return endpoint

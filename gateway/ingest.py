@@ -109,7 +109,7 @@ class Ingestor:
                 "payload": text,
             }
         )
-        metrics.EVENTS_REJECTED.labels(rejection.code).inc()
+        metrics.child(metrics.EVENTS_REJECTED, rejection.code).inc()
         log.info(
             "event rejected",
             extra={
@@ -160,7 +160,7 @@ class Ingestor:
             )
             raise HttpError(400, rejection.code, rejection.message) from None
         await self._publish([accepted])
-        metrics.EVENTS_ACCEPTED.labels(event_type).inc()
+        metrics.child(metrics.EVENTS_ACCEPTED, event_type).inc()
         return json_response({"success": True})
 
     async def batch(self, request: Request) -> Response:
@@ -244,7 +244,7 @@ class Ingestor:
                 "events accepted", extra={"path": path, "records": len(records), "rejected": len(rejected)}
             )
         for kind, count in accepted_types.items():
-            metrics.EVENTS_ACCEPTED.labels(kind).inc(count)
+            metrics.child(metrics.EVENTS_ACCEPTED, kind).inc(count)
         response: dict[str, Any] = {"success": True, "accepted": len(records) - len(rejected)}
         if rejected:
             response["rejected"] = rejected
