@@ -21,7 +21,7 @@ class BrokerError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM us when the parent exits."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -89,7 +89,7 @@ class EmbeddedBroker:
             # before the parent has stopped using it. Parent-death signal: a parent killed
             # hard (SIGKILL, a CI timeout) must not leave an orphan broker behind.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_for_port("127.0.0.1", self.port)

@@ -21,7 +21,7 @@ import uvicorn
 from clickhouse.client import close_clients, database_for, get_client
 from clickhouse.migrate import migrate
 from feedhouse import logs
-from feedhouse.broker import EmbeddedBroker
+from feedhouse.broker import EmbeddedBroker, die_with_parent
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings, to_env
 from gateway.app import create_app
@@ -71,6 +71,7 @@ def run_dev(base: Settings) -> int:
             env={**os.environ, **to_env(dataclasses.replace(settings, metrics_port=0))},
             stdout=worker_log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # no orphan worker if `feedhouse dev` is killed hard
         )
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(

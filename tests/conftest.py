@@ -15,7 +15,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from feedhouse import settings as settings_module
-from feedhouse.broker import EmbeddedBroker, free_port
+from feedhouse.broker import EmbeddedBroker, die_with_parent, free_port
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
 from tests.kafka_reader import KafkaReader
@@ -88,6 +88,7 @@ class FeedhouseProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # a test run killed hard leaves no process behind
         )
 
     def kill(self) -> None:
