@@ -390,7 +390,37 @@ CANDIDATES_BY_AUDIENCE = """
 SELECT id FROM id_state_by_audience WHERE audience = {audience:String} AND member = 1
 """
 
-MATCHING_PROFILES_SQL = """
+
+def _members_of(profiles: str) -> str:
+    """SQL ``WITH`` item ``members``: (ids, their profile ids) of every id of the profiles in
+    the array expression ``profiles`` — verified ``id_mapping_by_profile`` rows (an id that
+    moved leaves a stale row there) plus the canonical ids themselves."""
+    return f"""    (
+        SELECT (groupArray(id), groupArray(profile_id))
+        FROM
+        (
+            SELECT DISTINCT id, profile_id
+            FROM
+            (
+                SELECT id, argMax(profile_id, version) AS profile_id
+                FROM id_mapping
+                WHERE id IN
+                (
+                    SELECT id FROM id_mapping_by_profile
+                    WHERE profile_id IN (SELECT arrayJoin({profiles}))
+                )
+                GROUP BY id
+                HAVING profile_id IN (SELECT arrayJoin({profiles}))
+                UNION ALL
+                SELECT arrayJoin({profiles}) AS id, id AS profile_id
+            )
+        )
+    ) AS members
+"""
+
+
+MATCHING_PROFILES_SQL = (
+    """
 WITH
     (SELECT groupUniqArray(id) FROM ({candidates})) AS candidate_ids,
     -- Each candidate's current profile (an unmapped id is its own profile).
@@ -405,29 +435,10 @@ WITH
             GROUP BY id
         ) AS mapping ON mapping.id = candidate.id
     ) AS candidate_profiles,
-    -- Every id of those profiles: verified id_mapping_by_profile rows, plus the canonical ids.
-    (
-        SELECT (groupArray(id), groupArray(profile_id))
-        FROM
-        (
-            SELECT DISTINCT id, profile_id
-            FROM
-            (
-                SELECT id, argMax(profile_id, version) AS profile_id
-                FROM id_mapping
-                WHERE id IN
-                (
-                    SELECT id FROM id_mapping_by_profile
-                    WHERE profile_id IN (SELECT arrayJoin(candidate_profiles))
-                )
-                GROUP BY id
-                HAVING profile_id IN (SELECT arrayJoin(candidate_profiles))
-                UNION ALL
-                SELECT arrayJoin(candidate_profiles) AS id, id AS profile_id
-            )
-        )
-    ) AS members
-SELECT
+    -- Every id of those profiles.
+"""
+    + _members_of("candidate_profiles")
+    + """SELECT
     count() AS total,
     arraySlice(arraySort(groupArrayIf(profile_id, profile_id > {{after:String}})), 1, {{limit:UInt32}})
         AS page
@@ -479,6 +490,7 @@ FROM
         AND ({{audience:String}} = '' OR any(member) = 1)
 )
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,30 +583,12 @@ def list_profiles(client: Client, after: str, limit: int) -> list[str]:
 
 
 # Compact rows for a page of profiles: every id's current state and the newest event time.
-SUMMARIES_SQL = """
+SUMMARIES_SQL = (
+    """
 WITH
-    (
-        SELECT (groupArray(id), groupArray(profile_id))
-        FROM
-        (
-            SELECT DISTINCT id, profile_id
-            FROM
-            (
-                SELECT id, argMax(profile_id, version) AS profile_id
-                FROM id_mapping
-                WHERE id IN
-                (
-                    SELECT id FROM id_mapping_by_profile
-                    WHERE profile_id IN (SELECT arrayJoin({profiles:Array(String)}))
-                )
-                GROUP BY id
-                HAVING profile_id IN (SELECT arrayJoin({profiles:Array(String)}))
-                UNION ALL
-                SELECT arrayJoin({profiles:Array(String)}) AS id, id AS profile_id
-            )
-        )
-    ) AS members
-SELECT
+"""
+    + _members_of("{profiles:Array(String)}")
+    + """SELECT
     'state' AS part, pair.2 AS profile_id, pair.1 AS id,
     current.state.1 AS traits, current.state.2 AS trait_times, current.state.3 AS group_id,
     toUnixTimestamp64Micro(current.state.4) AS group_time, current.state.5 AS audiences
@@ -617,6 +611,7 @@ INNER JOIN
     GROUP BY person_key
 ) AS seen ON seen.person_key = member_ids.pair.1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
