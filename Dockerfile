@@ -9,6 +9,7 @@ COPY streams ./streams
 COPY avro ./avro
 COPY clickhouse ./clickhouse
 COPY sink ./sink
+COPY read ./read
 RUN pip install .
 USER nobody
 ENTRYPOINT ["feedhouse"]

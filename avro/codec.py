@@ -21,7 +21,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from avro.flat import FlatDecodeError, compile_flat_reader, compile_flat_writer
+from feedhouse.avro.flat import FlatDecodeError, compile_flat_reader, compile_flat_writer
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 MARKER = b"\xc3\x01"
@@ -51,6 +51,12 @@ def load_versions(name: str, schema_dir: Path = SCHEMA_DIR) -> dict[int, dict[st
     return versions
 
 
+def newest_schema(name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """The newest version of schema ``name``, as written in its ``.avsc`` file."""
+    versions = load_versions(name, schema_dir)
+    return versions[max(versions)]
+
+
 class AvroCodec:
     """Encodes records with the newest version of a schema and decodes any known version.
 
@@ -61,7 +67,8 @@ class AvroCodec:
         versions = load_versions(name, schema_dir)
         self.name = name
         self.version = max(versions)
-        self.schema = parse_schema(versions[self.version])
+        self.raw_schema = versions[self.version]
+        self.schema = parse_schema(self.raw_schema)
         self.fingerprint = schema_fingerprint(versions[self.version])
         self._header = self.fingerprint_header = MARKER + self.fingerprint
         # fingerprint -> parsed writer schema, for every version this process knows.

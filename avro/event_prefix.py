@@ -3,38 +3,48 @@
 The identity router reads every event but needs only its identity fields (and, for the few
 identify / group calls, traits and context). The event schema puts those fields first, so a
 hand-written reader can stop early instead of materialising the whole record; it is ~3x
-faster than a full fastavro decode. It understands exactly the schema version it was written
-for (checked by fingerprint) and falls back to the full codec for any other.
+faster than a full fastavro decode. Its layout is derived from the newest event schema; records
+of another version (checked by fingerprint) fall back to the full codec.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from avro.codec import HEADER_SIZE, MARKER, AvroCodec, AvroDecodeError
-from avro.flat import FlatDecodeError, read_long
+from feedhouse.avro.codec import HEADER_SIZE, MARKER, AvroCodec, AvroDecodeError, newest_schema
+from feedhouse.avro.flat import FlatDecodeError, flat_layout, read_long
 
-# Field layout of event.v1 up to ``context``: (name, nullable?) for strings, None for longs.
-_LAYOUT: tuple[tuple[str, bool | None], ...] = (
-    ("type", False),
-    ("messageId", False),
-    ("userId", True),
-    ("anonymousId", True),
-    ("groupId", True),
-    ("previousId", True),
-    ("event", True),
-    ("name", True),
-    ("category", True),
-    ("timestamp", None),
-    ("receivedAt", None),
-    ("originalTimestamp", True),
-    ("sentAt", True),
-    ("properties", True),
-    ("traits", True),
-    ("context", True),
-)
-_IDENTITY_END = 10  # fields up to and including ``timestamp``
+# Fields the router reads: the identity fields up to ``timestamp`` for every event, and up to
+# ``context`` (traits, Engage's context.personas) for identify and group calls.
+_IDENTITY_LAST = "timestamp"
+_FULL_LAST = "context"
 _FULL_TYPES = frozenset({"identify", "group"})
+
+
+def prefix_layout(schema: Mapping[str, Any], last: str = _FULL_LAST) -> tuple[tuple[str, bool | None], ...]:
+    """(name, nullable?) of each field up to ``last``: strings, or None for a long.
+
+    Derived from the schema, so a new field placed after ``context`` needs no change here; a
+    field of another type inside the prefix is refused (the decoder could not skip it).
+    """
+    layout = flat_layout(schema)
+    if layout is None:
+        raise ValueError("the event schema is not flat")
+    prefix: list[tuple[str, bool | None]] = []
+    for name, nullable, kind in layout:
+        if kind == "string":
+            prefix.append((name, nullable))
+        elif kind == "long" and not nullable:
+            prefix.append((name, None))
+        else:
+            raise ValueError(f"event field {name} ({kind}) cannot be in the router's prefix")
+        if name == last:
+            return tuple(prefix)
+    raise ValueError(f"the event schema has no field {last}")
+
+
+LAYOUT = prefix_layout(newest_schema("event"))
 
 
 class EventPrefixDecoder:
@@ -42,8 +52,8 @@ class EventPrefixDecoder:
 
     def __init__(self, codec: AvroCodec | None = None) -> None:
         self.codec = codec or AvroCodec("event")
-        if self.codec.version != 1:
-            raise RuntimeError("EventPrefixDecoder knows event.v1 only; extend _LAYOUT for the new version")
+        self._layout = prefix_layout(self.codec.raw_schema)
+        self._identity_end = [name for name, _ in self._layout].index(_IDENTITY_LAST) + 1
         self._header = MARKER + self.codec.fingerprint
 
     def decode(self, data: bytes) -> dict[str, Any]:
@@ -58,11 +68,12 @@ class EventPrefixDecoder:
     def _decode(self, data: bytes) -> dict[str, Any]:
         record: dict[str, Any] = {}
         pos = HEADER_SIZE
-        end = _IDENTITY_END
+        layout = self._layout
+        end = self._identity_end
         index = 0
         size = len(data)
         while index < end:
-            name, nullable = _LAYOUT[index]
+            name, nullable = layout[index]
             index += 1
             if nullable is None:
                 record[name], pos = read_long(data, pos)
@@ -88,5 +99,5 @@ class EventPrefixDecoder:
             record[name] = data[pos : pos + length].decode()
             pos += length
             if index == 1 and record["type"] in _FULL_TYPES:
-                end = len(_LAYOUT)
+                end = len(layout)
         return record

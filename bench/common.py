@@ -33,13 +33,12 @@ import orjson
 from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker, tansu_binary
 from feedhouse.kafka import ensure_topics
-from feedhouse.settings import DEFAULT_PLACEHOLDER_IDS, Settings
+from feedhouse.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR", ROOT / "bench" / "results"))
 WRITE_KEY = "bench-write-key"
 READ_TOKEN = "bench-read-token"
-PLACEHOLDERS = frozenset(DEFAULT_PLACEHOLDER_IDS)
 
 
 def stop_on_sigterm() -> None:
@@ -129,7 +128,7 @@ def keep_logs(workdir: Path, name: str) -> None:
 
 def drop_database(current: Settings) -> None:
     """Remove a benchmark's own database from a ClickHouse server."""
-    from clickhouse.client import close_clients, database_for, get_client
+    from feedhouse.clickhouse.client import close_clients, database_for, get_client
 
     get_client(current, purpose="bench-cleanup").command(f"DROP DATABASE IF EXISTS `{database_for(current)}`")
     close_clients()

@@ -30,7 +30,7 @@ async def healthz(_request: Request) -> Response:
 
 
 def app() -> Starlette:
-    """The ASGI app (a factory, like ``gateway.server:app``)."""
+    """The ASGI app (a factory, like ``feedhouse.server:app``)."""
     return Starlette(
         routes=[
             Route("/v1/{path:path}", echo, methods=["POST"]),

@@ -23,16 +23,16 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from avro.event_prefix import EventPrefixDecoder
 from bench.common import READ_TOKEN, WRITE_KEY, percentile
 from bench.traffic import OffsetWatcher, partitions_of
+from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.kafka import consumer_config
 from feedhouse.settings import Settings
 
 
 def read_api_available(current: Settings) -> bool:
     """Whether the gateway app serves the profile timeline route (the read API is there)."""
-    from gateway.app import create_app
+    from feedhouse.server import create_app
 
     app = create_app(current)
     return any("/timeline" in getattr(route, "path", "") for route in app.routes)

@@ -26,9 +26,7 @@ from typing import Any
 
 import orjson
 
-from avro.codec import AvroCodec
 from bench.common import (
-    PLACEHOLDERS,
     WRITE_KEY,
     Figure,
     Result,
@@ -42,10 +40,12 @@ from bench.plots import plot_groups, plot_vs_ceiling
 from bench.processes import Child, CpuMeter, child_env, wait_http_ok
 from bench.profile import profiled
 from bench.traffic import encoded, normalized, produce, segment_calls
+from feedhouse.avro.codec import AvroCodec
 from feedhouse.broker import free_port
+from feedhouse.gateway.ingest import partition_key
+from feedhouse.gateway.normalize import normalize
+from feedhouse.ids import DEFAULT_PLACEHOLDERS as PLACEHOLDERS
 from feedhouse.settings import Settings
-from gateway.ingest import partition_key
-from gateway.normalize import normalize
 
 BATCH_TARGET = 50_000  # events/s (DESIGN.md, Performance)
 SINGLE_SHARE_TARGET = 0.60  # of the bare echo route's requests/s

@@ -27,16 +27,17 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from avro.codec import AvroCodec
-from avro.event_prefix import EventPrefixDecoder
-from bench.common import PLACEHOLDERS, Figure, Result, bench_stack, print_table, scaled, stop_on_sigterm
+from bench.common import Figure, Result, bench_stack, print_table, scaled, stop_on_sigterm
 from bench.plots import plot_lines, plot_vs_ceiling
 from bench.processes import Child, CpuMeter
 from bench.profile import profiled
 from bench.traffic import CommitTracker, consume_all, encoded, normalized, produce, segment_calls
+from feedhouse.avro.codec import AvroCodec
+from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.broker import free_port
+from feedhouse.ids import DEFAULT_PLACEHOLDERS as PLACEHOLDERS
 from feedhouse.settings import Settings
-from streams.router import COMMANDS, GRAPH, commands_for
+from feedhouse.streams.router import COMMANDS, GRAPH, commands_for
 
 TARGET = 20_000  # events/s per worker process (DESIGN.md, Performance)
 POLL_SECONDS = 0.2

@@ -34,13 +34,13 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from bench.common import Figure, Result, percentile, print_table, scaled
-from bench.read_dataset import OfflinePipeline
-from clickhouse.client import close_clients, database_for, get_client
-from clickhouse.migrate import migrate
 from feedhouse import settings as settings_module
-from feedhouse.datagen import StreamGenerator
+from feedhouse.clickhouse.client import close_clients, database_for, get_client
+from feedhouse.clickhouse.migrate import migrate
+from feedhouse.read.api import read_routes
 from feedhouse.settings import Settings
-from gateway.read_api import read_routes
+from tests.support.datagen import StreamGenerator
+from tests.support.offline_pipeline import OfflinePipeline
 
 TOKEN = "bench-read-token"
 TARGETS_MS = {"profile": 20.0, "timeline": 50.0, "audiences": 1000.0, "audience members": 1000.0}

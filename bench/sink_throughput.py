@@ -4,7 +4,7 @@
 
 On a fresh Tansu broker and chDB (or the server of ``FEEDHOUSE_CLICKHOUSE_URL``), in one run:
 
-1. ceiling: the same rows (already built by ``sink.processors.process_event``) inserted with a
+1. ceiling: the same rows (already built by the events row builder, ``clickhouse.tables``) inserted with a
    bare clickhouse-connect ``client.insert`` into a copy of ``events``, in batches of the
    sink's batch size, column-oriented (what the sink does; median of ``--repeat``) and
    row-oriented (clickhouse-connect's default, for reference);
@@ -31,10 +31,14 @@ from bench.plots import plot_lines, plot_vs_ceiling
 from bench.processes import Child, CpuMeter, own_memory, wait_until
 from bench.profile import profiled
 from bench.traffic import OffsetWatcher, encoded, normalized, produce, segment_calls
-from clickhouse.client import close_clients, database_for, get_client
-from clickhouse.migrate import migrate
+from feedhouse.clickhouse.client import close_clients, database_for, get_client
+from feedhouse.clickhouse.migrate import migrate
+from feedhouse.clickhouse.tables import EVENTS, Row
+from feedhouse.ids import DEFAULT_PLACEHOLDERS
 from feedhouse.settings import Settings
-from sink.processors import EVENT_COLUMNS, Row, process_event
+
+EVENT_COLUMNS = EVENTS.column_names
+process_event = EVENTS.row_builder(placeholders=DEFAULT_PLACEHOLDERS)
 
 BATCH = 20_000  # rows per insert: the sink's default batch bound (FEEDHOUSE_SINK_BATCH_ROWS)
 

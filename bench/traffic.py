@@ -11,13 +11,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from avro.codec import AvroCodec
-from bench.common import PLACEHOLDERS
-from feedhouse.datagen import StreamGenerator
+from feedhouse.avro.codec import AvroCodec
+from feedhouse.gateway.ingest import partition_key
+from feedhouse.gateway.normalize import normalize
+from feedhouse.ids import DEFAULT_PLACEHOLDERS as PLACEHOLDERS
 from feedhouse.kafka import consumer_config, producer_config
 from feedhouse.settings import Settings
-from gateway.ingest import partition_key
-from gateway.normalize import normalize
+from tests.support.datagen import StreamGenerator
 
 # ---- generated traffic -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from clickhouse.client import check_identifier
+from feedhouse.clickhouse.client import check_identifier
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PLACEHOLDER = "${db}"

@@ -28,7 +28,7 @@ def _gateway(args: argparse.Namespace) -> int:
     workers = args.workers or current.http_workers
     print(f"feedhouse gateway on http://{host}:{port} ({workers} worker(s))", flush=True)
     uvicorn.run(
-        "gateway.server:app",
+        "feedhouse.server:app",
         factory=True,
         host=host,
         port=port,
@@ -62,7 +62,7 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _worker(_args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from feedhouse.streams.worker import run_worker
 
     current = settings.load()
     logs.configure(current.log_level)
@@ -70,8 +70,8 @@ def _worker(_args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from clickhouse.client import close_clients, database_for, get_client
-    from clickhouse.migrate import MigrationError, migrate, rollback
+    from feedhouse.clickhouse.client import close_clients, database_for, get_client
+    from feedhouse.clickhouse.migrate import MigrationError, migrate, rollback
 
     current = settings.load()
     logs.configure(current.log_level)
@@ -93,7 +93,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sink(args: argparse.Namespace) -> int:
-    from sink.main import run_standalone
+    from feedhouse.sink.main import run_standalone
 
     current = settings.load()
     logs.configure(current.log_level)

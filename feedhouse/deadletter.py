@@ -11,19 +11,25 @@ from confluent_kafka import Message, Producer
 from feedhouse import metrics
 
 
-def dead_letter_headers(component: str, message: Message, error: str) -> list[tuple[str, str | bytes | None]]:
-    return [
-        ("feedhouse.component", component.encode()),
-        ("feedhouse.source.topic", (message.topic() or "").encode()),
-        ("feedhouse.source.partition", str(message.partition()).encode()),
-        ("feedhouse.source.offset", str(message.offset()).encode()),
-        ("feedhouse.error", error[:2000].encode()),
-    ]
+def dead_letter_headers(
+    component: str, topic: str, partition: int, offset: int, error: str
+) -> dict[str, bytes]:
+    """The headers every dead letter carries (confluent-kafka and Faust producers alike)."""
+    return {
+        "feedhouse.component": component.encode(),
+        "feedhouse.source.topic": topic.encode(),
+        "feedhouse.source.partition": str(partition).encode(),
+        "feedhouse.source.offset": str(offset).encode(),
+        "feedhouse.error": error[:2000].encode(),
+    }
 
 
 def send_to_dead_letter(producer: Producer, topic: str, component: str, message: Message, error: str) -> None:
     """Produce ``message`` to the dead-letter ``topic``; the caller flushes before committing."""
-    producer.produce(
-        topic, message.value() or b"", message.key(), headers=dead_letter_headers(component, message, error)
-    )
+    headers: dict[str, str | bytes | None] = {
+        **dead_letter_headers(
+            component, message.topic() or "", message.partition() or 0, message.offset() or 0, error
+        )
+    }
+    producer.produce(topic, message.value() or b"", message.key(), headers=headers)
     metrics.DEAD_LETTERS.labels(component).inc()

@@ -18,13 +18,13 @@ import sys
 
 import uvicorn
 
-from clickhouse.client import close_clients, database_for, get_client
-from clickhouse.migrate import migrate
 from feedhouse import logs
 from feedhouse.broker import EmbeddedBroker, die_with_parent
+from feedhouse.clickhouse.client import close_clients, database_for, get_client
+from feedhouse.clickhouse.migrate import migrate
 from feedhouse.kafka import ensure_topics
+from feedhouse.server import create_app
 from feedhouse.settings import Settings, to_env
-from gateway.app import create_app
 
 BANNER = """
 Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink in the gateway).

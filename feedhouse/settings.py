@@ -13,21 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DEFAULT_PLACEHOLDER_IDS = (
-    "",
-    "anonymous",
-    "null",
-    "none",
-    "nil",
-    "undefined",
-    "unknown",
-    "guest",
-    "0",
-    "-1",
-    "nan",
-    "[object object]",
-    "00000000-0000-0000-0000-000000000000",
-)
+from feedhouse.ids import DEFAULT_PLACEHOLDER_IDS
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 
-from gateway.errors import HttpError
+from feedhouse.gateway.errors import HttpError
 
 
 class KeyRing:

@@ -16,14 +16,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from avro.codec import AvroCodec
 from feedhouse import metrics
+from feedhouse.avro.codec import AvroCodec
+from feedhouse.gateway.auth import KeyRing, basic_user, unauthorized, verify_signature
+from feedhouse.gateway.body import check_content_type, parse_json, read_body, read_json_object
+from feedhouse.gateway.errors import HttpError, json_response
+from feedhouse.gateway.normalize import NO_DEFAULTS, BatchDefaults, Rejection, normalize
+from feedhouse.gateway.publisher import KafkaUnavailable, Publisher, Record
+from feedhouse.ids import person_key
 from feedhouse.settings import Settings
-from gateway.auth import KeyRing, basic_user, unauthorized, verify_signature
-from gateway.body import check_content_type, parse_json, read_body, read_json_object
-from gateway.errors import HttpError, json_response
-from gateway.normalize import NO_DEFAULTS, BatchDefaults, Rejection, normalize
-from gateway.publisher import KafkaUnavailable, Publisher, Record
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,12 @@ RETRY_AFTER_SECONDS = "5"
 
 
 def partition_key(record: dict[str, Any], placeholders: frozenset[str]) -> bytes:
-    """Kafka key of an event: its userId, else its anonymousId (placeholders skipped).
+    """Kafka key of an event: its person key (real userId, else real anonymousId).
 
     All events of one identified person share a partition, and so do all events of one
     anonymous device. Events carrying only placeholder ids are spread by messageId.
     """
-    for field in ("userId", "anonymousId"):
-        value = record[field]
-        if value and value.strip().lower() not in placeholders:
-            return value.encode()
-    return str(record["messageId"]).encode()
+    return (person_key(record["userId"], record["anonymousId"], placeholders) or record["messageId"]).encode()
 
 
 def now_micros() -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message, TopicPartition
 
-from sink.processors import Row
+from feedhouse.clickhouse.tables import Row
 
 
 @dataclass(slots=True)

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from clickhouse.client import database_for, get_client
 from feedhouse import metrics
+from feedhouse.clickhouse.client import database_for, get_client
 from feedhouse.kafka import consumer_config, record_consumer_lag
 from feedhouse.settings import Settings
-from sink.batch import Batch, Rejected
-from sink.dead_letters import DeadLetterError, DeadLetterOutbox
-from sink.routes import Route, routes
-from sink.writer import Abandoned, Backoff, TableWriter
+from feedhouse.sink.batch import Batch, Rejected
+from feedhouse.sink.dead_letters import DeadLetterError, DeadLetterOutbox
+from feedhouse.sink.routes import Route, routes
+from feedhouse.sink.writer import Abandoned, Backoff, TableWriter
 
 GROUP_SUFFIX = "sink"  # group id: <topic prefix>sink, so two installs on one cluster never share it
 POLL_SECONDS = 0.5  # longest a stop request waits for the loop to notice it
@@ -64,12 +64,12 @@ class Sink:
         self.routes: dict[str, Route] = routes(settings)
         self.backoff = backoff or Backoff()
         self.writers = {
-            route.table: TableWriter(
+            route.table.name: TableWriter(
                 self.client,
                 self.database,
-                route.table,
-                route.columns,
-                settings=TABLE_SETTINGS.get(route.table),
+                route.table.name,
+                route.table.column_names,
+                settings=TABLE_SETTINGS.get(route.table.name),
                 backoff=self.backoff,
             )
             for route in self.routes.values()
@@ -151,7 +151,7 @@ class Sink:
         except Exception as exc:  # a record that decodes but cannot become a row
             self._batch.reject(message, f"process: {type(exc).__name__}: {exc}")
             return
-        self._batch.add(route.table, row, message)
+        self._batch.add(route.table.name, row, message)
 
     # ---- writing a batch -----------------------------------------------------------------
 

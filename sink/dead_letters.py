@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, Producer
 from feedhouse.deadletter import send_to_dead_letter
 from feedhouse.kafka import producer_config
 from feedhouse.settings import Settings
-from sink.batch import Rejected
+from feedhouse.sink.batch import Rejected
 
 COMPONENT = "sink"
 log = logging.getLogger(__name__)

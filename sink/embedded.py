@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from clickhouse.client import database_for, get_client
-from clickhouse.migrate import migrate
+from feedhouse.clickhouse.client import database_for, get_client
+from feedhouse.clickhouse.migrate import migrate
 from feedhouse.settings import Settings
-from sink.consumer import Sink
+from feedhouse.sink.consumer import Sink
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from types import FrameType
 
 from prometheus_client import start_http_server
 
-from clickhouse.client import close_clients, database_for, get_client
-from clickhouse.migrate import migrate, pending
+from feedhouse.clickhouse.client import close_clients, database_for, get_client
+from feedhouse.clickhouse.migrate import migrate, pending
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
-from sink.consumer import Sink
+from feedhouse.sink.consumer import Sink
 
 log = logging.getLogger(__name__)
 

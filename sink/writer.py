@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 from feedhouse import metrics
-from sink.processors import Row
+from feedhouse.clickhouse.tables import Row
 
 log = logging.getLogger(__name__)
 

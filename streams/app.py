@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import faust
 
 from feedhouse.settings import Settings
-from streams.dead_letter import DeadLetters
-from streams.graph_agent import register_graph_agent
-from streams.outputs import FlushOutputsBeforeCommit, Outputs
-from streams.state_agent import register_state_agent
+from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.graph_agent import register_graph_agent
+from feedhouse.streams.outputs import FlushOutputsBeforeCommit, Outputs
+from feedhouse.streams.state_agent import register_state_agent
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from typing import Any
 
 import faust
 
-from avro.codec import AvroCodec, AvroDecodeError
 from feedhouse import metrics
+from feedhouse.avro.codec import AvroCodec, AvroDecodeError
+from feedhouse.deadletter import dead_letter_headers
 from feedhouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,7 @@ class DeadLetters:
         await self.topic.send(
             key=message.key,
             value=message.value or b"",
-            headers={
-                "feedhouse.component": component.encode(),
-                "feedhouse.source.topic": message.topic.encode(),
-                "feedhouse.source.partition": str(message.partition).encode(),
-                "feedhouse.source.offset": str(message.offset).encode(),
-                "feedhouse.error": error[:2000].encode(),
-            },
+            headers=dead_letter_headers(component, message.topic, message.partition, message.offset, error),
         )
         metrics.DEAD_LETTERS.labels(component).inc()
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import faust
 
-from avro.codec import AvroCodec
+from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
-from streams.dead_letter import DeadLetters
-from streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
-from streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
-from streams.outputs import Outputs, changelog_table
-from streams.overlay import TableOverlay, seal_changelogs
-from streams.router import version_of
+from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
+from feedhouse.streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
+from feedhouse.streams.outputs import Outputs, changelog_table
+from feedhouse.streams.overlay import TableOverlay, seal_changelogs
+from feedhouse.streams.router import version_of
 
 
 class GraphProcessor:

@@ -6,7 +6,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streams.outputs import Outputs
+    from feedhouse.streams.outputs import Outputs
 
 
 class TableOverlay:

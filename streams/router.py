@@ -34,12 +34,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from avro.codec import AvroCodec, AvroDecodeError
-from avro.event_prefix import EventPrefixDecoder
+from feedhouse.avro.codec import AvroCodec, AvroDecodeError
+from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.deadletter import send_to_dead_letter
+from feedhouse.ids import real_id
 from feedhouse.kafka import consumer_config, producer_config, record_consumer_lag
 from feedhouse.settings import Settings
-from streams.metrics import ROUTED, ROUTER_EVENTS
+from feedhouse.streams.metrics import ROUTED, ROUTER_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +70,6 @@ class Command:
     topic: str
     key: str
     record: dict[str, Any]
-
-
-def real_id(value: str | None, placeholders: frozenset[str]) -> str | None:
-    """``value`` unless it is missing or a placeholder such as "anonymous" (rule 9)."""
-    if value is None:
-        return None
-    stripped = value.strip()
-    if stripped.lower() in placeholders:
-        return None
-    return value
 
 
 def audience_key(context: str | None) -> str | None:

@@ -9,14 +9,14 @@ from typing import Any
 import faust
 import orjson
 
-from avro.codec import AvroCodec
+from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
-from streams.dead_letter import DeadLetters
-from streams.metrics import STATE_UPDATES
-from streams.outputs import Outputs, changelog_table
-from streams.overlay import TableOverlay, seal_changelogs
-from streams.profile_state import IdState, apply_group, apply_identify, merge_traits, snapshot
-from streams.router import version_of
+from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.metrics import STATE_UPDATES
+from feedhouse.streams.outputs import Outputs, changelog_table
+from feedhouse.streams.overlay import TableOverlay, seal_changelogs
+from feedhouse.streams.profile_state import IdState, apply_group, apply_identify, merge_traits, snapshot
+from feedhouse.streams.router import version_of
 
 
 class BadCommand(ValueError):

@@ -14,8 +14,8 @@ from prometheus_client import start_http_server
 
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
-from streams.app import create_app
-from streams.router import Router
+from feedhouse.streams.app import create_app
+from feedhouse.streams.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker, die_with_parent, free_port
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
-from tests.kafka_reader import KafkaReader
+from tests.support.kafka_reader import KafkaReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,7 @@ def ch_client(settings: Settings) -> Iterator[Client]:
     chDB hosts one data directory per process: every client is closed after the test so the
     next test can open its own.
     """
-    from clickhouse.client import close_clients, get_client
+    from feedhouse.clickhouse.client import close_clients, get_client
 
     client = get_client(settings)
     yield client
@@ -150,8 +150,8 @@ def ch_client(settings: Settings) -> Iterator[Client]:
 @pytest.fixture
 def clickhouse(ch_client: Client, settings: Settings) -> Client:
     """``ch_client`` with every migration applied."""
-    from clickhouse.client import database_for
-    from clickhouse.migrate import migrate
+    from feedhouse.clickhouse.client import database_for
+    from feedhouse.clickhouse.migrate import migrate
 
     migrate(ch_client, database_for(settings))
     return ch_client
@@ -169,8 +169,8 @@ class ReadApi:
         from starlette.applications import Starlette
         from starlette.testclient import TestClient
 
-        from bench.read_dataset import OfflinePipeline
-        from gateway.read_api import read_routes
+        from feedhouse.read.api import read_routes
+        from tests.support.offline_pipeline import OfflinePipeline
 
         self.settings = settings
         self.clickhouse = clickhouse

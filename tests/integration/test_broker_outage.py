@@ -13,7 +13,7 @@ from feedhouse.broker import EmbeddedBroker
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
 from tests.conftest import GatewayProcess, wait_until
-from tests.kafka_reader import KafkaReader
+from tests.support.kafka_reader import KafkaReader
 
 pytestmark = pytest.mark.integration
 AUTH = ("dev-write-key", "")

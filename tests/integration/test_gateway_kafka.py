@@ -12,7 +12,7 @@ import pytest
 
 from feedhouse.settings import Settings
 from tests.conftest import GatewayProcess
-from tests.kafka_reader import KafkaReader
+from tests.support.kafka_reader import KafkaReader
 
 pytestmark = pytest.mark.integration
 AUTH = ("dev-write-key", "")

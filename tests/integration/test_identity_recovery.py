@@ -16,14 +16,15 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from feedhouse.broker import EmbeddedBroker
-from feedhouse.datagen import generate
+from feedhouse.gateway.normalize import normalize
+from feedhouse.ids import DEFAULT_PLACEHOLDER_IDS
 from feedhouse.kafka import consumer_config
-from feedhouse.settings import DEFAULT_PLACEHOLDER_IDS, Settings
-from gateway.normalize import normalize
-from streams.graph import ALIAS, CLAIM, Edge, Resolution, resolve
-from streams.router import commands_for
+from feedhouse.settings import Settings
+from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Resolution, resolve
+from feedhouse.streams.router import commands_for
 from tests.conftest import FeedhouseProcess, GatewayProcess, make_settings, wait_until
-from tests.identity_view import IdentityView
+from tests.support.datagen import generate
+from tests.support.identity_view import IdentityView
 
 pytestmark = pytest.mark.integration
 EVENTS = generate(3000, seed=11, profiles=300)

@@ -13,7 +13,7 @@ import pytest
 from feedhouse.broker import EmbeddedBroker
 from feedhouse.settings import Settings
 from tests.conftest import FeedhouseProcess, GatewayProcess, make_settings, wait_until
-from tests.identity_view import IdentityView
+from tests.support.identity_view import IdentityView
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from clickhouse.client import close_clients, database_for
-from clickhouse.migrate import (
+from feedhouse.clickhouse.client import close_clients, database_for
+from feedhouse.clickhouse.migrate import (
     MigrationError,
     applied_versions,
     discover,

@@ -11,7 +11,7 @@ from segment.analytics.request import APIError
 
 from feedhouse.settings import Settings
 from tests.conftest import GatewayProcess
-from tests.kafka_reader import KafkaReader
+from tests.support.kafka_reader import KafkaReader
 
 pytestmark = pytest.mark.integration
 

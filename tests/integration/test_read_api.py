@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from sink.processors import EVENT_COLUMNS, process_event
+from feedhouse.clickhouse.tables import EVENTS
+from feedhouse.ids import DEFAULT_PLACEHOLDERS
 from tests.conftest import ReadApi
 
 pytestmark = pytest.mark.integration
@@ -205,8 +206,8 @@ def test_unknown_top_level_fields_come_back_as_extra(read_api: ReadApi) -> None:
 
 def insert_copy(clickhouse: Client, record: dict[str, Any], **changes: Any) -> None:
     """Store another copy of an event record, as a redelivery or a sink replay would."""
-    row = process_event({**record, **changes})
-    clickhouse.insert("events", [row], column_names=list(EVENT_COLUMNS))
+    row = EVENTS.row_builder(placeholders=DEFAULT_PLACEHOLDERS)({**record, **changes})
+    clickhouse.insert("events", [row], column_names=list(EVENTS.column_names))
 
 
 def test_pages_neither_repeat_nor_skip_while_events_arrive(read_api: ReadApi, clickhouse: Client) -> None:

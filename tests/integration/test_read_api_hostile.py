@@ -11,7 +11,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.read_params import encode_cursor
+from feedhouse.read.params import encode_cursor
 from tests.conftest import ReadApi
 
 pytestmark = pytest.mark.integration

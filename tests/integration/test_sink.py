@@ -15,13 +15,13 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import REGISTRY
 
-from avro.codec import AvroCodec
-from clickhouse.client import database_for
+from feedhouse.avro.codec import AvroCodec
+from feedhouse.clickhouse.client import database_for
 from feedhouse.kafka import consumer_config, producer_config
 from feedhouse.settings import Settings
-from sink.consumer import Sink
-from sink.embedded import start_embedded
-from sink.writer import Backoff
+from feedhouse.sink.consumer import Sink
+from feedhouse.sink.embedded import start_embedded
+from feedhouse.sink.writer import Backoff
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clickhouse.client import close_clients, get_client
+from feedhouse.clickhouse.client import close_clients, get_client
 from feedhouse.settings import Settings
 from tests.conftest import ROOT, settings_env, wait_until
 from tests.integration.test_sink import Topics, committed, event, fast

@@ -8,10 +8,11 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from clickhouse.client import database_for
+from feedhouse.clickhouse import tables
+from feedhouse.clickhouse.client import database_for
+from feedhouse.ids import DEFAULT_PLACEHOLDERS
 from feedhouse.settings import Settings
-from sink import processors
-from sink.writer import TableWriter
+from feedhouse.sink.writer import TableWriter
 
 pytestmark = pytest.mark.integration
 T0 = 1_700_000_000_000_000
@@ -34,7 +35,7 @@ def state(
     group_time: int | None = None,
     audiences: dict[str, Any] | None = None,
 ) -> tuple[Any, ...]:
-    return processors.process_id_state(
+    return tables.ID_STATE.row_builder()(
         {
             "id": id_,
             "traits": orjson.dumps(traits).decode(),
@@ -49,7 +50,7 @@ def state(
 
 
 def mapping(id_: str, profile: str, version: int) -> tuple[Any, ...]:
-    return processors.process_id_mapping(
+    return tables.ID_MAPPING.row_builder()(
         {"id": id_, "profileId": profile, "version": version, "conflicts": [], "updatedAt": T0}
     )
 
@@ -59,9 +60,9 @@ def rows(client: Client, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_a_retried_insert_with_the_same_token_is_applied_once(clickhouse: Client, settings: Settings) -> None:
-    events = writer(clickhouse, settings, "events", processors.EVENT_COLUMNS)
+    events = writer(clickhouse, settings, "events", tables.EVENTS.column_names)
     batch = [
-        processors.process_event(
+        tables.EVENTS.row_builder(placeholders=DEFAULT_PLACEHOLDERS)(
             {
                 "type": "track",
                 "messageId": f"m-{i}",
@@ -98,7 +99,7 @@ def test_a_retried_insert_with_the_same_token_is_applied_once(clickhouse: Client
 def test_ids_of_a_profile_come_from_the_lookup_verified_against_the_mapping(
     clickhouse: Client, settings: Settings
 ) -> None:
-    ids = writer(clickhouse, settings, "id_mapping", processors.ID_MAPPING_COLUMNS)
+    ids = writer(clickhouse, settings, "id_mapping", tables.ID_MAPPING.column_names)
     ids.write(
         [mapping("a-1", "a-1", 1), mapping("u-1", "u-1", 1), mapping("a-2", "u-1", 1)], "t1", never_wait
     )
@@ -118,7 +119,7 @@ def test_ids_of_a_profile_come_from_the_lookup_verified_against_the_mapping(
 
 
 def test_trait_group_and_audience_lookups(clickhouse: Client, settings: Settings) -> None:
-    states = writer(clickhouse, settings, "id_state", processors.ID_STATE_COLUMNS)
+    states = writer(clickhouse, settings, "id_state", tables.ID_STATE.column_names)
     vip = {"vip": {"member": True, "time": T0 + 3, "enteredAt": T0 + 3, "exitedAt": None}}
     states.write(
         [
@@ -165,9 +166,9 @@ def test_trait_group_and_audience_lookups(clickhouse: Client, settings: Settings
 
 
 def test_profiles_merge_their_ids_newest_trait_time_wins(clickhouse: Client, settings: Settings) -> None:
-    states = writer(clickhouse, settings, "id_state", processors.ID_STATE_COLUMNS)
-    ids = writer(clickhouse, settings, "id_mapping", processors.ID_MAPPING_COLUMNS)
-    groups = writer(clickhouse, settings, "group_state", processors.GROUP_STATE_COLUMNS)
+    states = writer(clickhouse, settings, "id_state", tables.ID_STATE.column_names)
+    ids = writer(clickhouse, settings, "id_mapping", tables.ID_MAPPING.column_names)
+    groups = writer(clickhouse, settings, "group_state", tables.GROUP_STATE.column_names)
     audience_old = {"vip": {"member": True, "time": T0 + 1, "enteredAt": T0 + 1, "exitedAt": None}}
     audience_new = {"vip": {"member": False, "time": T0 + 9, "enteredAt": T0 + 1, "exitedAt": T0 + 9}}
     states.write(
@@ -196,7 +197,7 @@ def test_profiles_merge_their_ids_newest_trait_time_wins(clickhouse: Client, set
     )
     groups.write(
         [
-            processors.process_group_state(
+            tables.GROUP_STATE.row_builder()(
                 {
                     "groupId": "g-new",
                     "traits": '{"name":"Acme"}',

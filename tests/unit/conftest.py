@@ -6,8 +6,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from feedhouse import settings as settings_module
+from feedhouse.server import create_app
 from feedhouse.settings import Settings
-from gateway.app import create_app
 from tests.unit.fakes import RecordingPublisher
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.publisher import KafkaUnavailable, Record
+from feedhouse.gateway.publisher import KafkaUnavailable, Record
 
 
 class RecordingPublisher:

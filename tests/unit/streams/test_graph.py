@@ -1,0 +1,114 @@
+"""Identity rules 3, 4 and 9 on the pure graph functions (event-time replay)."""
+
+from __future__ import annotations
+
+import itertools
+
+from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
+from feedhouse.streams.graph_agent import GraphProcessor
+
+
+def claim(t: int, anonymous: str, user: str) -> Edge:
+    return (t, f"m{t}", CLAIM, anonymous, user)
+
+
+def alias(t: int, previous: str, user: str) -> Edge:
+    return (t, f"m{t}", ALIAS, previous, user)
+
+
+def test_anonymous_history_joins_the_user() -> None:
+    assert resolve([claim(1, "a1", "u1")]).profiles == {"a1": "u1", "u1": "u1"}
+
+
+def test_second_user_on_a_shared_device_is_a_conflict_not_a_merge() -> None:
+    result = resolve([claim(1, "a1", "u1"), claim(2, "a1", "u2")])
+    assert result.profiles == {"a1": "u1", "u1": "u1", "u2": "u2"}
+    assert result.conflicts == {"a1": ("u2",)}
+
+
+def test_alias_chain_resolves_to_the_last_target() -> None:
+    result = resolve([alias(1, "A", "B"), alias(2, "B", "C")])
+    assert result.profiles == {"A": "C", "B": "C", "C": "C"}
+
+
+def test_alias_cycle_and_repeat_are_no_ops() -> None:
+    edges = [alias(1, "A", "B"), alias(2, "B", "C"), alias(3, "C", "A"), alias(4, "A", "B")]
+    assert resolve(edges).profiles == {"A": "C", "B": "C", "C": "C"}
+
+
+def test_alias_merges_the_whole_profile_including_linked_devices() -> None:
+    edges = [claim(1, "dev1", "old"), claim(2, "dev2", "new"), alias(3, "old", "new")]
+    assert resolve(edges).profiles == {"dev1": "new", "dev2": "new", "old": "new", "new": "new"}
+
+
+def test_claim_after_merge_is_not_a_conflict() -> None:
+    edges = [claim(1, "a1", "u1"), alias(2, "u1", "u2"), claim(3, "a1", "u2")]
+    result = resolve(edges)
+    assert result.profiles["a1"] == "u2" and result.conflicts == {}
+
+
+def test_an_aliased_previous_id_cannot_be_claimed_by_someone_else() -> None:
+    result = resolve([alias(1, "a1", "u1"), claim(2, "a1", "u2")])
+    assert result.profiles["a1"] == "u1" and result.conflicts == {"a1": ("u2",)}
+
+
+def test_outcome_does_not_depend_on_arrival_order() -> None:
+    edges = [
+        claim(1, "a1", "u1"),
+        claim(2, "a1", "u2"),
+        alias(3, "A", "B"),
+        alias(4, "B", "C"),
+        alias(5, "C", "A"),
+        claim(6, "a2", "B"),
+        alias(7, "u2", "u1"),
+    ]
+    expected = resolve(edges)
+    for order in itertools.permutations(edges):
+        assert resolve(order) == expected
+
+
+def test_processor_publishes_only_changes_and_is_idempotent() -> None:
+    table: dict = {}
+    graph = GraphProcessor(table)
+    command = {"kind": "claim", "id": "a1", "target": "u1", "timestamp": 10, "messageId": "m1"}
+    first = graph.apply(command, version=0)
+    assert {(r["id"], r["profileId"], r["version"]) for r in first} == {("a1", "u1", 0), ("u1", "u1", 0)}
+    assert graph.apply(command, version=1) == []  # redelivery (rule 8)
+    # A replay of an offset already applied (restart) publishes the component again.
+    assert {r["id"] for r in graph.apply(command, version=0)} == {"a1", "u1"}
+
+
+def test_processor_late_earlier_claim_takes_the_device() -> None:
+    graph = GraphProcessor({})
+    graph.apply({"kind": "claim", "id": "a1", "target": "u2", "timestamp": 20, "messageId": "m2"}, 0)
+    moved = graph.apply({"kind": "claim", "id": "a1", "target": "u1", "timestamp": 10, "messageId": "m1"}, 1)
+    by_id = {r["id"]: r for r in moved}
+    assert by_id["a1"]["profileId"] == "u1" and by_id["a1"]["conflicts"] == ["u2"]
+
+
+def test_processor_ignores_self_links() -> None:
+    assert (
+        GraphProcessor({}).apply(
+            {"kind": "alias", "id": "u", "target": "u", "timestamp": 1, "messageId": "m"}, 0
+        )
+        == []
+    )
+
+
+def test_node_keeps_the_earliest_occurrence_of_an_edge() -> None:
+    node = Node()
+    assert node.add(claim(5, "a", "u"))
+    assert not node.add((9, "m9", CLAIM, "a", "u"))
+    assert node.add((3, "m3", CLAIM, "a", "u"))
+    assert list(node.edges.values()) == [(3, "m3", CLAIM, "a", "u")]
+    assert Node.from_json(node.to_json()) == node
+
+
+def test_component_walks_refused_claims_too() -> None:
+    nodes = {
+        "a1": Node(edges={"x": claim(1, "a1", "u1"), "y": claim(2, "a1", "u2")}),
+        "u1": Node(edges={"x": claim(1, "a1", "u1")}),
+        "u2": Node(edges={"y": claim(2, "a1", "u2")}),
+    }
+    found, edges = component(["u2"], lambda key: nodes.get(key, Node()))
+    assert set(found) == {"a1", "u1", "u2"} and len(edges) == 2
