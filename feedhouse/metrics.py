@@ -39,12 +39,14 @@ DEAD_LETTERS = Counter(
     "feedhouse_dead_letters_total", "Records sent to the dead-letter topic.", ["component"]
 )
 
-# Sink (Kafka -> ClickHouse)
-SINK_BATCH_ROWS = Histogram(
-    "feedhouse_sink_batch_rows",
-    "Records per sink batch (rows of every table plus dead letters).",
+BATCH_MESSAGES = Histogram(
+    "feedhouse_consumer_batch_messages",
+    "Messages per committed batch (sink: rows of every table plus dead letters), by component.",
+    ["component"],
     buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000),
 )
+
+# Sink (Kafka -> ClickHouse)
 SINK_INSERT_SECONDS = Histogram(
     "feedhouse_sink_insert_seconds",
     "Duration of one successful ClickHouse insert, by table.",
@@ -57,7 +59,6 @@ SINK_INSERT_FAILURES = Counter(
     "Failed inserts by table and kind: retry (ClickHouse unavailable) or rows (data refused).",
     ["table", "kind"],
 )
-SINK_COMMITS = Counter("feedhouse_sink_commits_total", "Batches whose offsets the sink committed.")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,14 +19,17 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from functools import partial
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 from feedhouse import metrics
 from feedhouse.clickhouse.tables import Row
+from feedhouse.retry import Abandoned, Backoff, Wait, retry
+
+__all__ = ["Abandoned", "Backoff", "RowError", "TableWriter", "is_row_error"]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +52,6 @@ ROW_ERROR_CODES = frozenset(
     }
 )
 
-Wait = Callable[[float], bool]
-
-
-class Abandoned(Exception):
-    """The caller's ``wait`` said stop retrying (shutdown, or the partitions were revoked)."""
-
 
 def is_row_error(exc: BaseException) -> bool:
     """True when ``exc`` blames the rows, so splitting the insert can isolate the bad ones."""
@@ -68,15 +65,8 @@ def is_row_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError | TypeError | OverflowError | struct.error)
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff between retries of a failing insert."""
-
-    initial: float = 0.2
-    maximum: float = 10.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.maximum, self.initial * 2 ** max(0, attempt - 1)))
+class RowError(Exception):
+    """An insert ClickHouse refused because of the rows themselves (see :func:`is_row_error`)."""
 
 
 class TableWriter:
@@ -106,55 +96,52 @@ class TableWriter:
         """
         refused: list[tuple[int, str]] = []
         ranges = [(0, len(rows))] if rows else []
-        failures = 0
         while ranges:
             start, end = ranges.pop()
             try:
-                self._insert(rows[start:end], f"{token}:{start}-{end}")
-                failures = 0
-            except Exception as exc:
-                if is_row_error(exc):
-                    metrics.SINK_INSERT_FAILURES.labels(self.table, "rows").inc()
-                    if end - start == 1:
-                        refused.append((start, f"{type(exc).__name__}: {exc}"))
-                    else:
-                        middle = (start + end) // 2
-                        ranges += [(middle, end), (start, middle)]  # left half first
-                    continue
-                failures += 1
-                metrics.SINK_INSERT_FAILURES.labels(self.table, "retry").inc()
-                delay = self.backoff.delay(failures)
-                log.warning(
-                    "insert failed, will retry",
-                    extra={
-                        "table": self.table,
-                        "rows": end - start,
-                        "attempt": failures,
-                        "retry_in_s": delay,
-                        "error": f"{type(exc).__name__}: {exc}"[:500],
-                    },
+                retry(
+                    partial(self._insert, rows[start:end], f"{token}:{start}-{end}"),
+                    what=f"insert into {self.table}",
+                    retry_on=self._outage,
+                    wait=wait,
+                    backoff=self.backoff,
                 )
-                if not wait(delay):
-                    raise Abandoned(self.table) from exc
-                ranges.append((start, end))
+            except RowError as exc:
+                metrics.SINK_INSERT_FAILURES.labels(self.table, "rows").inc()
+                if end - start == 1:
+                    refused.append((start, str(exc)))
+                else:
+                    middle = (start + end) // 2
+                    ranges += [(middle, end), (start, middle)]  # left half first
         return refused
+
+    def _outage(self, exc: BaseException) -> bool:
+        """Retry everything but row errors (ClickHouse away, table missing, too many parts)."""
+        if isinstance(exc, RowError):
+            return False
+        metrics.SINK_INSERT_FAILURES.labels(self.table, "retry").inc()
+        return True
 
     def _insert(self, rows: Sequence[Row], token: str) -> None:
         started = time.perf_counter()
         if self._types is None:
             self._types = self._column_types()
-        # Column-oriented: zip(*rows) pivots in C, several times faster than letting
-        # clickhouse-connect pivot row tuples in Python.
-        columns = list(zip(*rows, strict=True))
-        self.client.insert(
-            self.table,
-            columns,
-            column_names=self.columns,
-            column_type_names=self._types,
-            database=self.database,
-            column_oriented=True,
-            settings={"insert_deduplication_token": token, **self.settings},
-        )
+        try:
+            self.client.insert(
+                self.table,
+                # Column-oriented: zip(*rows) pivots in C, several times faster than letting
+                # clickhouse-connect pivot row tuples in Python.
+                list(zip(*rows, strict=True)),
+                column_names=self.columns,
+                column_type_names=self._types,
+                database=self.database,
+                column_oriented=True,
+                settings={"insert_deduplication_token": token, **self.settings},
+            )
+        except Exception as exc:
+            if is_row_error(exc):
+                raise RowError(f"{type(exc).__name__}: {exc}") from exc
+            raise
         metrics.SINK_INSERT_SECONDS.labels(self.table).observe(time.perf_counter() - started)
         metrics.SINK_ROWS_INSERTED.labels(self.table).inc(len(rows))
 

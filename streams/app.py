@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import faust
 
 from feedhouse.settings import Settings
-from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.dead_letter import AgentDeadLetters
 from feedhouse.streams.graph_agent import register_graph_agent
 from feedhouse.streams.outputs import FlushOutputsBeforeCommit, Outputs
 from feedhouse.streams.state_agent import register_state_agent
@@ -51,8 +51,8 @@ def create_app(settings: Settings) -> IdentityApp:
         web_enabled=False,
         stream_wait_empty=False,
     )
-    dead_letters = DeadLetters(app, settings)
     outputs = Outputs(settings)
+    dead_letters = AgentDeadLetters(settings, outputs)
     app.sensors.add(FlushOutputsBeforeCommit(outputs))
     register_graph_agent(app, settings, dead_letters, outputs)
     register_state_agent(app, settings, dead_letters, outputs)

@@ -1,51 +1,42 @@
-"""Dead letters from inside Faust agents: a bad record is set aside, the agent keeps going."""
+"""Dead letters from inside the Faust agents: a bad record is set aside, the agent keeps going.
+
+Records go through the worker's output producer (``streams.outputs``), which is flushed before
+every Faust commit, so a committed command's dead letter is in Kafka like its other outputs.
+Same records and headers as every other consumer's (``feedhouse.dead_letters``).
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
 
-from feedhouse import metrics
 from feedhouse.avro.codec import AvroCodec, AvroDecodeError
-from feedhouse.deadletter import dead_letter_headers
+from feedhouse.dead_letters import DeadLetter, DeadLetters
 from feedhouse.settings import Settings
+from feedhouse.streams.outputs import Outputs
 
-log = logging.getLogger(__name__)
 
+class AgentDeadLetters:
+    """Sends undecodable or unprocessable records of an agent to the dead-letter topic."""
 
-class DeadLetters:
-    """Sends undecodable or unprocessable records to the dead-letter topic, with their origin.
+    def __init__(self, settings: Settings, outputs: Outputs) -> None:
+        self._letters = {
+            component: DeadLetters(settings, component, producer=outputs.producer)
+            for component in ("identity-graph", "identity-state")
+        }
 
-    Same headers as :mod:`feedhouse.deadletter` (the confluent-kafka side), so one reader
-    handles both.
-    """
-
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self.topic = app.topic(settings.topic("dead-letter"), key_serializer="raw", value_serializer="raw")
-
-    async def send(self, event: faust.EventT, component: str, error: str) -> None:
+    def send(self, event: faust.EventT, component: str, error: str) -> None:
         message = event.message
-        log.error(
-            "record sent to dead letter",
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "error": error,
-            },
+        key = message.key if isinstance(message.key, bytes) or message.key is None else bytes(message.key)
+        letter = DeadLetter(
+            key, message.value or b"", message.topic, message.partition, message.offset, error
         )
-        await self.topic.send(
-            key=message.key,
-            value=message.value or b"",
-            headers=dead_letter_headers(component, message.topic, message.partition, message.offset, error),
-        )
-        metrics.DEAD_LETTERS.labels(component).inc()
+        self._letters[component].produce(letter)
 
-    async def decode(self, codec: AvroCodec, event: faust.EventT, component: str) -> dict[str, Any] | None:
+    def decode(self, codec: AvroCodec, event: faust.EventT, component: str) -> dict[str, Any] | None:
         try:
             return codec.decode(event.value)
         except AvroDecodeError as exc:
-            await self.send(event, component, str(exc))
+            self.send(event, component, str(exc))
             return None

@@ -10,7 +10,7 @@ import faust
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
-from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.dead_letter import AgentDeadLetters
 from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
 from feedhouse.streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
 from feedhouse.streams.outputs import Outputs, changelog_table
@@ -76,7 +76,7 @@ class GraphProcessor:
 
 
 def register_graph_agent(
-    app: faust.App, settings: Settings, dead_letters: DeadLetters, outputs: Outputs
+    app: faust.App, settings: Settings, dead_letters: AgentDeadLetters, outputs: Outputs
 ) -> None:
     batches = AvroCodec("identity_batch")
     mappings = AvroCodec("id_mapping")
@@ -95,7 +95,7 @@ def register_graph_agent(
     async def graph(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         # Event by event: table writes need Faust's current-event context (take() loses it).
         async for event in stream.events():
-            batch = await dead_letters.decode(batches, event, "identity-graph")
+            batch = dead_letters.decode(batches, event, "identity-graph")
             if batch is not None:
                 offset = event.message.offset
                 for position, command in enumerate(batch["commands"]):

@@ -11,8 +11,9 @@ confluent-kafka consumer instead, and only identity-relevant *commands* reach th
   the same pair was forwarded recently (a logged-in visitor sends the pair on every event; the
   graph ignores repeats anyway, the cache only saves work).
 
-:func:`commands_for` is the pure decision; :class:`Router` is the consume-produce-commit loop:
-offsets are committed only after the producer flushed every command of the batch.
+:func:`commands_for` is the pure decision; :class:`RouterStage` runs it in the shared consume
+loop (``feedhouse.consume``): offsets are committed only after Kafka acknowledged every command
+of the batch.
 
 Commands travel in batches (``avro/schemas/identity_batch``): one Kafka record per identity
 topic partition per commit interval (25,000 events or 0.25 s), so the Faust agents pay their
@@ -25,20 +26,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Message, Producer
 
 from feedhouse.avro.codec import AvroCodec, AvroDecodeError
 from feedhouse.avro.event_prefix import EventPrefixDecoder
-from feedhouse.deadletter import send_to_dead_letter
+from feedhouse.consume import Batch, BatchConsumer
 from feedhouse.ids import real_id
-from feedhouse.kafka import consumer_config, producer_config, record_consumer_lag
+from feedhouse.kafka import producer_config
+from feedhouse.retry import Backoff, Wait, retry
 from feedhouse.settings import Settings
 from feedhouse.streams.metrics import ROUTED, ROUTER_EVENTS
 
@@ -153,51 +154,37 @@ class PairCache:
         return False
 
 
-class Router:
-    """The consume -> route -> produce -> commit loop. Runs on its own thread in the worker."""
+Pending = dict[tuple[str, int], list[dict[str, Any]]]  # (logical topic, partition) -> commands
 
-    def __init__(
-        self,
-        settings: Settings,
-        batch_size: int = 5000,
-        commit_every: int = 25_000,
-        commit_seconds: float = 0.25,
-    ) -> None:
+
+class UnacknowledgedCommands(RuntimeError):
+    """Kafka has not acknowledged every identity command of a batch yet."""
+
+
+class RouterStage:
+    """Decode the identity prefix of each event; a batch's commands produced, then acknowledged."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.batch_size = batch_size
-        # Flush + synchronous commit cost a round trip each: do them per many events, not per batch.
-        self.commit_every = commit_every
-        self.commit_seconds = commit_seconds
-        self.uncommitted = 0
         self.events = EventPrefixDecoder()
         self.batch_codec = AvroCodec("identity_batch")
         self.topics = {COMMANDS: settings.topic(COMMANDS), GRAPH: settings.topic(GRAPH)}
         self.partitions = {COMMANDS: settings.events_partitions, GRAPH: 1}
-        self.pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self.routed: dict[str, int] = {}
-        self.dead_letter_topic = settings.topic("dead-letter")
         self.cache = PairCache()
-        self.group_id = f"{settings.topic_prefix}identity-router"
-        self.consumer = Consumer(
-            consumer_config(
-                settings, self.group_id, **{"fetch.min.bytes": 65536, "queued.min.messages": 20000}
-            )
-        )
         self.producer = Producer(producer_config(settings, **{"linger.ms": 5}))
-        self.processed = 0
 
-    def route(self, message: Message) -> None:
-        """Decode one event and queue its commands (or dead-letter it)."""
+    def open(self) -> Pending:
+        return {}
+
+    def add(self, message: Message, batch: Batch[Pending]) -> None:
+        """Decode one event and queue its commands (or reject it to the dead-letter topic)."""
         try:
             event = self.events.decode(message.value() or b"")
             commands = commands_for(event, self.settings.placeholder_ids)
         except (AvroDecodeError, orjson.JSONDecodeError, KeyError, AttributeError) as exc:
-            log.error(
-                "undecodable event sent to dead letter",
-                extra={"partition": message.partition(), "offset": message.offset(), "error": str(exc)},
-            )
-            send_to_dead_letter(self.producer, self.dead_letter_topic, "identity-router", message, repr(exc))
+            batch.reject(message, repr(exc))
             return
+        pending = batch.payload
         for command in commands:
             record = command.record
             if record["kind"] == "claim" and self.cache.covers(
@@ -205,71 +192,57 @@ class Router:
             ):
                 continue
             partition = partition_for(command.key, self.partitions[command.topic])
-            self.pending.setdefault((command.topic, partition), []).append(record)
-            self.routed[record["kind"]] = self.routed.get(record["kind"], 0) + 1
+            pending.setdefault((command.topic, partition), []).append(record)
 
-    def _produce_pending(self) -> None:
-        for (topic, partition), commands in self.pending.items():
+    def write(self, batch: Batch[Pending], wait: Wait) -> None:
+        """Commands must be durable before the events that produced them are marked done."""
+        routed: dict[str, int] = {}
+        for (topic, partition), commands in batch.payload.items():
             for start in range(0, len(commands), MAX_BATCH):
                 value = self.batch_codec.encode({"commands": commands[start : start + MAX_BATCH]})
                 self.producer.produce(self.topics[topic], value, None, partition=partition)
-        self.pending.clear()
-        for kind, count in self.routed.items():  # per batch: labelled metrics are slow per event
+            for command in commands:
+                routed[command["kind"]] = routed.get(command["kind"], 0) + 1
+        retry(
+            self._flush,
+            what="identity commands",
+            retry_on=lambda exc: isinstance(exc, UnacknowledgedCommands),
+            wait=wait,
+            backoff=Backoff(initial=0.1, maximum=2.0),
+        )
+        for kind, count in routed.items():  # per batch: labelled metrics are slow per event
             ROUTED.labels(kind).inc(count)
-        self.routed.clear()
+        ROUTER_EVENTS.inc(len(batch))
+
+    def _flush(self) -> None:
+        remaining = self.producer.flush(5.0)
+        if remaining:
+            raise UnacknowledgedCommands(f"{remaining} identity commands unacknowledged")
+
+    def discard(self) -> None:
+        # Claims of an abandoned batch may never have reached Kafka: forget what was forwarded.
+        self.cache = PairCache()
+
+
+class Router:
+    """The router's consume -> route -> produce -> commit loop; runs on a thread of the worker."""
+
+    def __init__(self, settings: Settings, commit_every: int = 25_000, commit_seconds: float = 0.25) -> None:
+        self.stage = RouterStage(settings)
+        self.group_id = f"{settings.topic_prefix}identity-router"
+        # Flush + synchronous commit cost a round trip each: do them per many events, not per
+        # fetch. Larger fetches mean fewer broker requests (the broker's cost follows those).
+        self.loop = BatchConsumer(
+            settings,
+            self.stage,
+            component="identity-router",
+            group_id=self.group_id,
+            topics=[settings.topic("events")],
+            max_messages=commit_every,
+            max_seconds=commit_seconds,
+            fetch_max=5000,
+            consumer_overrides={"fetch.min.bytes": 65536, "queued.min.messages": 20000},
+        )
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.settings.topic("events")])
-        log.info("identity router started", extra={"group": self.group_id})
-        last_commit = last_lag = time.monotonic()
-        try:
-            while not stop.is_set():
-                messages = self.consumer.consume(self.batch_size, 0.1)
-                routed = 0
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer error", extra={"error": error.str()})
-                        continue
-                    self.route(message)
-                    routed += 1
-                self.uncommitted += routed
-                self.processed += routed
-                ROUTER_EVENTS.inc(routed)
-                now = time.monotonic()
-                if now - last_lag >= 2.0:
-                    record_consumer_lag(self.consumer, self.group_id)
-                    last_lag = now
-                if self.uncommitted and (
-                    self.uncommitted >= self.commit_every or now - last_commit >= self.commit_seconds
-                ):
-                    self._flush_then_commit()
-                    last_commit = now
-        finally:
-            self._close()
-
-    def _close(self) -> None:
-        # Tansu wedges a group for good when a member leaves while the group is still
-        # joining, so a consumer stopped early first waits (bounded) for its assignment.
-        deadline = time.monotonic() + self.settings.kafka_session_timeout_ms / 1000
-        while not self.consumer.assignment() and time.monotonic() < deadline:
-            for message in self.consumer.consume(self.batch_size, 0.1):
-                if message.error() is None:
-                    self.route(message)
-                    self.uncommitted += 1
-        if self.uncommitted:
-            self._flush_then_commit()
-        self.consumer.close()
-
-    def _flush_then_commit(self) -> None:
-        # Commands must be durable before the events that produced them are marked done.
-        self._produce_pending()
-        while self.producer.flush(5.0) > 0:
-            log.warning("identity commands still unacknowledged; retrying flush")
-            time.sleep(0.1)
-        try:
-            self.consumer.commit(asynchronous=False)
-        except Exception as exc:  # e.g. a rebalance took the partitions: they will be replayed
-            log.warning("commit failed; events will be routed again", extra={"error": str(exc)})
-        self.uncommitted = 0
+        self.loop.run(stop)

@@ -11,7 +11,7 @@ import orjson
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
-from feedhouse.streams.dead_letter import DeadLetters
+from feedhouse.streams.dead_letter import AgentDeadLetters
 from feedhouse.streams.metrics import STATE_UPDATES
 from feedhouse.streams.outputs import Outputs, changelog_table
 from feedhouse.streams.overlay import TableOverlay, seal_changelogs
@@ -86,7 +86,7 @@ class StateProcessor:
 
 
 def register_state_agent(
-    app: faust.App, settings: Settings, dead_letters: DeadLetters, outputs: Outputs
+    app: faust.App, settings: Settings, dead_letters: AgentDeadLetters, outputs: Outputs
 ) -> None:
     batches = AvroCodec("identity_batch")
     codecs = {"id": AvroCodec("id_state"), "group": AvroCodec("group_state")}
@@ -107,14 +107,14 @@ def register_state_agent(
     async def state(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         # Event by event: table writes need Faust's current-event context (take() loses it).
         async for event in stream.events():
-            batch = await dead_letters.decode(batches, event, "identity-state")
+            batch = dead_letters.decode(batches, event, "identity-state")
             if batch is not None:
                 offset = event.message.offset
                 for position, command in enumerate(batch["commands"]):
                     try:
                         result = processor.apply(command, version_of(offset, position))
                     except BadCommand as exc:
-                        await dead_letters.send(event, "identity-state", f"command {position}: {exc}")
+                        dead_letters.send(event, "identity-state", f"command {position}: {exc}")
                         continue
                     if result is not None:
                         kind, record = result

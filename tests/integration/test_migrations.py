@@ -137,3 +137,35 @@ def test_the_cli_migrates_and_reverts(settings: Settings) -> None:
 )
 def test_statement_splitting(sql: str, statements: list[str]) -> None:
     assert split_statements(sql) == statements
+
+
+def test_migrated_tables_have_the_columns_the_schemas_describe(
+    clickhouse: Client, settings: Settings
+) -> None:
+    """Schema (avro/), table descriptions (clickhouse/tables.py) and migrations agree."""
+    from feedhouse.clickhouse.tables import TABLES
+
+    for table in TABLES.values():
+        described = {
+            str(name): str(kind)
+            for name, kind, *_ in clickhouse.query(f"DESCRIBE TABLE {table.name}").result_rows
+        }
+        for column in table.columns:
+            assert column.name in described, (
+                f"{table.name}.{column.name}: in the schema, not in the migrations"
+            )
+            stored = described[column.name]
+            if stored.startswith("LowCardinality("):
+                stored = stored[len("LowCardinality(") : -1]
+            assert stored == column.clickhouse_type, (
+                f"{table.name}.{column.name}: migrations say {described[column.name]},"
+                f" the schema field needs {column.clickhouse_type}"
+            )
+        stored_only = set(described) - set(table.column_names)
+        # ALIAS columns (JSON views of the String columns) are the only columns no field fills.
+        aliases = {
+            str(name)
+            for name, _, default_kind, *_ in clickhouse.query(f"DESCRIBE TABLE {table.name}").result_rows
+            if default_kind == "ALIAS"
+        }
+        assert stored_only <= aliases, f"{table.name}: columns {sorted(stored_only - aliases)} have no field"
