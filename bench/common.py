@@ -95,6 +95,7 @@ def bench_stack(name: str, **overrides: Any) -> Iterator[tuple[Settings, Path, E
                 "write_keys": (WRITE_KEY,),
                 "read_token": READ_TOKEN,
                 "log_level": "WARNING",
+                "changelog_seals": True,  # the benchmarks' broker is Tansu, as in `feedhouse dev`
             }
             server = os.environ.get("FEEDHOUSE_CLICKHOUSE_URL", "")
             if server:

@@ -60,6 +60,7 @@ def run_dev(base: Settings) -> int:
         data_dir=data_dir,
         embedded_sink=True,
         http_workers=1,
+        changelog_seals=True,  # the embedded broker is Tansu
     )
     worker: subprocess.Popen[bytes] | None = None
     try:

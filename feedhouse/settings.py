@@ -64,6 +64,7 @@ class Settings:
     placeholder_ids: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_PLACEHOLDER_IDS))
     # Identity worker
     identity_store: str = "memory://"
+    changelog_seals: bool = False
     # Read API
     read_token: str = "dev-read-token"
     # Storage
@@ -148,6 +149,12 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "identity_store",
         str,
         "Faust table store of the identity worker: memory:// (rebuilt from changelogs) or rocksdb://.",
+    ),
+    "FEEDHOUSE_CHANGELOG_SEALS": (
+        "changelog_seals",
+        _bool,
+        "Seal each batch of identity-table writes: needed on the embedded Tansu broker (its end"
+        " offsets are off by one batch; `feedhouse dev` turns it on), not on Apache Kafka.",
     ),
     "FEEDHOUSE_READ_TOKEN": ("read_token", str, "Bearer token guarding the read API."),
     "FEEDHOUSE_CLICKHOUSE_URL": (

@@ -10,10 +10,11 @@ import faust
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
+from feedhouse.streams.changelog import changelog_table
 from feedhouse.streams.dead_letter import AgentDeadLetters
 from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
 from feedhouse.streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
-from feedhouse.streams.outputs import Outputs, changelog_table
+from feedhouse.streams.outputs import Outputs
 from feedhouse.streams.overlay import TableOverlay, seal_changelogs
 from feedhouse.streams.router import version_of
 
@@ -101,6 +102,6 @@ def register_graph_agent(
                 for position, command in enumerate(batch["commands"]):
                     for record in processor.apply(command, version_of(offset, position)):
                         outputs.publish(sink, record["id"].encode(), mappings.encode(record))
-                if nodes.flush():
+                if nodes.flush() and settings.changelog_seals:
                     seal_changelogs(outputs, [nodes], version_of(offset, 0))
             yield None

@@ -4,7 +4,8 @@ Faust's own producer path costs ~0.1-0.2 ms of event-loop time per record; the a
 one to three records per command, which made producing the worker's bottleneck. The outputs
 (mappings, snapshots) go through librdkafka instead, and a Faust sensor flushes it right
 before Faust commits source offsets: a committed command always has its outputs in Kafka
-(at-least-once, like Faust's own sends). Table changelogs stay with Faust.
+(at-least-once, like Faust's own sends). Table changelogs take the same path
+(``streams.changelog``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
-import orjson
 from confluent_kafka import Producer
 from faust.sensors import Sensor
 
@@ -29,8 +28,9 @@ class Outputs:
     def __init__(self, settings: Settings) -> None:
         self.producer = Producer(producer_config(settings, **{"linger.ms": 5}))
 
-    def publish(self, topic: str, key: bytes, value: bytes, partition: int = -1) -> None:
-        """Produce one record (``partition`` -1: by key, the librdkafka partitioner)."""
+    def publish(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
+        """Produce one record (``partition`` -1: by key, the librdkafka partitioner; ``value``
+        None: a tombstone)."""
         while True:
             try:
                 self.producer.produce(topic, value, key, partition=partition)
@@ -57,37 +57,3 @@ class FlushOutputsBeforeCommit(Sensor):
         # event's outputs are in the producer and get flushed before the offsets are chosen.
         self.outputs.flush()
         return None
-
-
-class ChangelogTable(faust.Table):
-    """A Faust table whose changelog records are produced through :class:`Outputs`.
-
-    Faust's own changelog path (``send_soon`` into its producer buffer, one awaited aiokafka
-    send per record) costs ~0.1-0.2 ms of event-loop time per write and was the identity
-    worker's bottleneck. Records are the same (JSON key and value, the event's partition of
-    the table's changelog topic), so Faust's recovery reads them as its own; they become
-    durable before every commit through :class:`FlushOutputsBeforeCommit`.
-    """
-
-    outputs: Outputs
-
-    def on_key_set(self, key: Any, value: Any) -> None:
-        partition = self.partition_for_key(key)
-        self.outputs.publish(
-            self.changelog_topic.get_topic_name(),
-            orjson.dumps(key),
-            orjson.dumps(value),
-            -1 if partition is None else partition,
-        )
-        self._sensor_on_set(self, key, value)
-
-    def on_key_del(self, key: Any) -> None:  # pragma: no cover - the agents never delete
-        raise NotImplementedError("identity tables are never deleted from")
-
-
-def changelog_table(app: faust.App, outputs: Outputs, name: str, partitions: int) -> ChangelogTable:
-    """A :class:`ChangelogTable` registered with ``app`` like ``app.Table(name, ...)``."""
-    table = ChangelogTable(app, name=name, default=None, partitions=partitions)
-    table.outputs = outputs
-    app.tables.add(table)
-    return table

@@ -49,7 +49,8 @@ def seal_changelogs(outputs: Outputs, overlays: list[TableOverlay], version: int
     last record batch plus one, so table recovery (which reads a changelog up to that offset)
     would miss the rest of the last batch. Each batch of table writes is therefore acknowledged,
     then followed by one small record sent on its own (the seal), which makes the reported end
-    offset the true one. On Apache Kafka the seal is merely redundant.
+    offset the true one. Apache Kafka reports end offsets correctly, so the agents seal only
+    when ``FEEDHOUSE_CHANGELOG_SEALS`` is on (``feedhouse dev`` and the tests turn it on).
     """
     outputs.flush()  # the batch's writes leave in their own record batches...
     for overlay in overlays:

@@ -11,9 +11,10 @@ import orjson
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
+from feedhouse.streams.changelog import changelog_table
 from feedhouse.streams.dead_letter import AgentDeadLetters
 from feedhouse.streams.metrics import STATE_UPDATES
-from feedhouse.streams.outputs import Outputs, changelog_table
+from feedhouse.streams.outputs import Outputs
 from feedhouse.streams.overlay import TableOverlay, seal_changelogs
 from feedhouse.streams.profile_state import IdState, apply_group, apply_identify, merge_traits, snapshot
 from feedhouse.streams.router import version_of
@@ -121,6 +122,6 @@ def register_state_agent(
                         key = record["groupId"] if kind == "group" else record["id"]
                         outputs.publish(sinks[kind], key.encode(), codecs[kind].encode(record))
                 touched = [overlay for overlay in (ids, groups) if overlay.flush()]
-                if touched:
+                if touched and settings.changelog_seals:
                     seal_changelogs(outputs, touched, version_of(offset, 0))
             yield None

@@ -54,6 +54,7 @@ def make_settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
         webhook_api_keys=("hook-key",),
         webhook_secret="hook-secret",
         data_dir=data_dir,
+        changelog_seals=True,  # the session broker is Tansu
     )
     ensure_topics(current)
     return current

@@ -1,7 +1,12 @@
-"""DESIGN.md identity rules 1-9, each through the real gateway, broker and identity worker."""
+"""Identity rules 1-9 (docs/identity.md), each through the real gateway, broker and identity worker.
+
+The module runs twice: with changelog seals (what the embedded Tansu broker needs) and without
+(the Apache Kafka setting), so both paths of the agents are covered.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +17,7 @@ import pytest
 
 from feedhouse.broker import EmbeddedBroker
 from feedhouse.settings import Settings
+from feedhouse.streams.overlay import SEAL_KEY
 from tests.conftest import FeedhouseProcess, GatewayProcess, make_settings, wait_until
 from tests.support.identity_view import IdentityView
 
@@ -37,10 +43,12 @@ class Stack:
         wait_until(lambda: condition(self.view.refresh()), timeout=timeout)  # type: ignore[operator]
 
 
-@pytest.fixture(scope="module")
-def stack(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=[True, False], ids=["seals", "no-seals"])
+def stack(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("identity")
-    current = make_settings(broker, root / "data")
+    current = dataclasses.replace(make_settings(broker, root / "data"), changelog_seals=request.param)
     gateway = GatewayProcess(current, root / "gateway.log")
     worker = FeedhouseProcess("worker", current, root / "worker.log")
     view = IdentityView(current)
@@ -222,3 +230,35 @@ def test_rule_9_placeholders_never_link(stack: Stack) -> None:
     stack.until(lambda view: view.state(device) is not None)  # the anonymous profile got the traits
     assert stack.view.mapping(device) is None and stack.view.profile(device) == device
     assert stack.view.mapping("undefined") is None and stack.view.mapping("anonymous") is None
+
+
+def changelog_keys(current: Settings, table: str) -> set[bytes]:
+    """Every key written to an identity table's changelog so far."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from feedhouse.kafka import consumer_config
+
+    topic = f"{current.topic_prefix}identity-{table}-changelog"
+    consumer = Consumer(consumer_config(current, f"test-changelog-{uuid.uuid4().hex[:8]}"))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        keys: set[bytes] = set()
+        while messages := consumer.consume(1000, 1.0):
+            keys |= {message.key() or b"" for message in messages if not message.error()}
+        return keys
+    finally:
+        consumer.close()
+
+
+def test_changelog_seals_follow_the_setting(stack: Stack) -> None:
+    user, anonymous = ids("sealed", "sealed-anon")
+    stack.send({"type": "identify", "userId": user, "anonymousId": anonymous, "traits": {"a": 1}})
+    stack.until(lambda view: view.profile(anonymous) == user and view.state(user) is not None)
+    seal = orjson.dumps(SEAL_KEY)
+    for table in ("identity-id-state", "identity-graph-nodes"):
+        keys = changelog_keys(stack.settings, table)
+        assert orjson.dumps(user) in keys or orjson.dumps(anonymous) in keys, f"{table}: no writes seen"
+        assert (seal in keys) is stack.settings.changelog_seals, (
+            f"{table}: seal records present={seal in keys}, changelog_seals={stack.settings.changelog_seals}"
+        )
