@@ -37,7 +37,7 @@ from bench.traffic import CommitTracker, consume_all, segment_calls
 from feedhouse.broker import free_port
 from feedhouse.settings import Settings
 
-RATE_TARGET = 20_000  # events/s sustained, HTTP accepted -> queryable (DESIGN.md)
+RATE_TARGET = 20_000  # events/s sustained, HTTP accepted -> queryable (docs/design.md)
 FRESHNESS_TARGET = 2.0  # seconds, p95
 
 

@@ -4,12 +4,12 @@
     python -m bench.read_api --events 1000000 --profiles 100000
     python -m bench.read_api --events 10000000 --profiles 1000000 --data-dir /tmp/fh10m --keep
 
-The dataset is ``feedhouse.datagen``'s stream put through the pipeline's own pure stages
-(``bench.read_dataset``: events, id mappings, id state with superseded versions, groups), so
+The dataset is ``tests.support.datagen``'s stream put through the pipeline's own pure stages
+(``tests.support.offline_pipeline``: events, id mappings, id state with superseded versions, groups), so
 the tables hold what the deployed pipeline writes, unmerged parts included. ``--data-dir`` with
 ``--keep`` loads once and reuses the data on later runs (same sizes).
 
-Each endpoint is called through the Starlette app (``gateway.read_api.read_routes``, in-process
+Each endpoint is called through the Starlette app (``feedhouse.read.api.read_routes``, in-process
 ASGI, as the gateway serves it), one request at a time, for ``--samples`` random inputs: ids are
 drawn from every kind (userIds, anonymousIds, aliased old ids), so most profiles are small and
 a few are the heavy, many-times-aliased users datagen creates. The "ceiling" of each figure is

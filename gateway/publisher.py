@@ -76,9 +76,15 @@ class _Pending:
 class Publisher:
     """Owns one confluent-kafka producer (rebuilt after fatal errors); polled by the event loop."""
 
-    def __init__(self, settings: Settings, producer_factory: Callable[[dict[str, Any]], Producer] = Producer):
+    def __init__(
+        self,
+        settings: Settings,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        create_topics: Callable[[Settings], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._factory = producer_factory
+        self._create_topics = create_topics or (lambda current: ensure_topics(current, timeout=2.0))
         self._lock = threading.Lock()
         self._fatal = False
         # Delivery callbacks run on the loop's poll, or on a thread that purges or flushes an
@@ -147,7 +153,7 @@ class Publisher:
                 return
             old = self._producer
             try:
-                ensure_topics(self._settings, timeout=2.0)
+                self._create_topics(self._settings)
             except Exception as exc:  # broker still unreachable: stay fatal, answer 503 meanwhile
                 raise KafkaUnavailable(f"Kafka unreachable while recovering: {exc}") from exc
             self._producer = self._build()

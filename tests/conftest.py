@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -23,16 +24,29 @@ from tests.support.kafka_reader import KafkaReader
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+def wait_until(
+    condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``.
+
+    The failure says what was awaited (``what``, else the condition's source line) and the last
+    value the condition returned.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {condition}")
+            pytest.fail(f"not true within {timeout}s: {what or _source(condition)}; last value: {value!r}")
         time.sleep(interval)
+
+
+def _source(function: Callable[[], object]) -> str:
+    try:
+        return inspect.getsource(function).strip()
+    except (OSError, TypeError):
+        return repr(function)
 
 
 @pytest.fixture(scope="session")
