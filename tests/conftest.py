@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -190,7 +191,7 @@ class ReadApi:
         self.settings = settings
         self.clickhouse = clickhouse
         self.pipeline = OfflinePipeline(settings.placeholder_ids)
-        self.records: dict[str, dict[str, object]] = {}
+        self.records: dict[str, dict[str, Any]] = {}
         self.http = TestClient(Starlette(routes=read_routes(settings, lambda: clickhouse)))
 
     def send(self, *calls: dict[str, object]) -> None:
@@ -199,13 +200,13 @@ class ReadApi:
             self.records[str(record["messageId"])] = record
         self.pipeline.flush(self.clickhouse)
 
-    def pipeline_records(self, message_ids: Iterable[str]) -> list[dict[str, object]]:
+    def pipeline_records(self, message_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The event records (``avro/schemas/event``) ``send`` stored for ``message_ids``."""
         return [self.records[message_id] for message_id in message_ids]
 
     def get(self, path: str, token: str | None = None, **params: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.settings.read_token if token is None else token}"}
-        return self.http.get(path, params=params, headers=headers)  # type: ignore[arg-type]
+        return self.http.get(path, params=params, headers=headers)
 
 
 @pytest.fixture

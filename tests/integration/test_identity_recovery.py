@@ -25,6 +25,7 @@ from feedhouse.streams.router import commands_for
 from tests.conftest import FeedhouseProcess, GatewayProcess, make_settings, wait_until
 from tests.support.datagen import generate
 from tests.support.identity_view import IdentityView
+from tests.support.kafka_reader import header_dict
 
 pytestmark = pytest.mark.integration
 EVENTS = generate(3000, seed=11, profiles=300)
@@ -77,7 +78,7 @@ def reference(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
             return done
 
         wait_until(settled, timeout=120, interval=3.0)
-        return previous[0]  # type: ignore[no-any-return]
+        return previous[0]
     finally:
         view.close()
         worker.stop()
@@ -197,8 +198,8 @@ def read_dead_letters(settings: Settings, count: int) -> list[tuple[bytes, dict[
     def enough() -> bool:
         for message in consumer.consume(100, 0.2):
             if message.error() is None:
-                headers = {key: value.decode() for key, value in message.headers() or []}
-                found.append((message.value(), headers))
+                headers = header_dict(message)
+                found.append((message.value() or b"", headers))
         return len(found) >= count
 
     try:

@@ -23,6 +23,7 @@ from feedhouse.sink.consumer import Sink
 from feedhouse.sink.embedded import start_embedded
 from feedhouse.sink.writer import Backoff
 from tests.conftest import wait_until
+from tests.support.kafka_reader import header_dict
 
 pytestmark = pytest.mark.integration
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z in microseconds
@@ -364,7 +365,7 @@ def read_dead_letters(settings: Settings, count: int) -> list[tuple[bytes, dict[
         def more() -> bool:
             for message in consumer.consume(10, 0.2):
                 if message.error() is None:
-                    headers = {k: v.decode() for k, v in message.headers() or [] if v is not None}
+                    headers = header_dict(message)
                     found.append((message.value() or b"", headers))
             return len(found) >= count
 

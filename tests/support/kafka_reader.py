@@ -7,11 +7,17 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.kafka import consumer_config
 from feedhouse.settings import Settings
+
+
+def header_dict(message: Message) -> dict[str, str]:
+    """A record's headers as text (dead letters carry theirs as UTF-8 bytes)."""
+    headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
+    return {key: value.decode() if isinstance(value, bytes) else str(value) for key, value in headers}
 
 
 class KafkaReader:

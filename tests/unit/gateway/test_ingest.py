@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import hmac
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -124,7 +125,7 @@ def test_gzip_body(client: TestClient, publisher: RecordingPublisher) -> None:
 def test_chunked_gzip_without_content_length(client: TestClient, publisher: RecordingPublisher) -> None:
     body = gzip.compress(orjson.dumps({"batch": [{"type": "screen", "userId": "u", "name": "Home"}]}))
 
-    def chunks():  # a generator body makes the client use chunked transfer encoding
+    def chunks() -> Iterator[bytes]:  # a generator body makes the client use chunked transfer encoding
         for start in range(0, len(body), 7):
             yield body[start : start + 7]
 

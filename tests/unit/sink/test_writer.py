@@ -91,7 +91,12 @@ def test_bisection_isolates_the_refused_rows_and_inserts_the_rest() -> None:
 def test_outage_is_retried_until_it_passes_and_nothing_is_refused() -> None:
     client = RecordingClient(outages=3)
     waits: list[float] = []
-    refused = writer(client).write(rows(4), "tok", lambda s: waits.append(s) or True)
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return True
+
+    refused = writer(client).write(rows(4), "tok", wait)
     assert refused == [] and client.inserted == ["r0", "r1", "r2", "r3"]
     assert waits == [0.01, 0.02, 0.04]
     assert client.tokens == ["tok:0-4"]  # the retry reuses the token of the failed attempt
