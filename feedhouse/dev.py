@@ -33,6 +33,7 @@ Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink in t
   Write key                  {write_key}       (HTTP Basic user name, empty password)
   Read API                   {url}/v1/profiles/{{id}}, /v1/feed, ...
   Read token                 {read_token}      (Authorization: Bearer ...)
+  Admin token                {admin_token}     (Authorization: Bearer ...; administration)
   Metrics / health           {url}/metrics  {url}/readyz
   Kafka                      {kafka}
   ClickHouse (chDB)          {clickhouse}
@@ -80,6 +81,7 @@ def run_dev(base: Settings) -> int:
                 url=url,
                 write_key=settings.write_keys[0],
                 read_token=settings.read_token,
+                admin_token=settings.admin_token,
                 kafka=broker.bootstrap,
                 clickhouse=settings.effective_clickhouse_url,
                 data_dir=data_dir,

@@ -25,10 +25,10 @@ from starlette.routing import BaseRoute, Route
 from feedhouse import logs
 from feedhouse import settings as settings_module
 from feedhouse.clickhouse.client import get_client
-from feedhouse.gateway.errors import json_response
 from feedhouse.gateway.ingest import Ingestor
 from feedhouse.gateway.publisher import Publisher
 from feedhouse.gateway.routes import ingestion_routes
+from feedhouse.http import json_response
 from feedhouse.kafka import ensure_topics
 from feedhouse.read.api import read_routes
 from feedhouse.settings import Settings

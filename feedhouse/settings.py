@@ -65,8 +65,9 @@ class Settings:
     # Identity worker
     identity_store: str = "memory://"
     changelog_seals: bool = False
-    # Read API
+    # Read API and administration
     read_token: str = "dev-read-token"
+    admin_token: str = "dev-admin-token"
     # Storage
     clickhouse_url: str = ""
     clickhouse_database: str = "feedhouse"
@@ -156,7 +157,17 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "Seal each batch of identity-table writes: needed on the embedded Tansu broker (its end"
         " offsets are off by one batch; `feedhouse dev` turns it on), not on Apache Kafka.",
     ),
-    "FEEDHOUSE_READ_TOKEN": ("read_token", str, "Bearer token guarding the read API."),
+    "FEEDHOUSE_READ_TOKEN": (
+        "read_token",
+        str,
+        "Bearer token guarding the read API (and the app's sign-in).",
+    ),
+    "FEEDHOUSE_ADMIN_TOKEN": (
+        "admin_token",
+        str,
+        "Bearer token guarding administration (definitions, destinations, regulations, status);"
+        " it also reads.",
+    ),
     "FEEDHOUSE_CLICKHOUSE_URL": (
         "clickhouse_url",
         str,
@@ -225,6 +236,10 @@ def _validate(settings: Settings) -> None:
     for name in ("events_partitions", "replication_factor", "produce_timeout_ms", "max_event_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if not settings.read_token or not settings.admin_token:
+        raise SettingsError("FEEDHOUSE_READ_TOKEN and FEEDHOUSE_ADMIN_TOKEN must not be empty")
+    if settings.admin_token == settings.read_token or settings.admin_token in settings.write_keys:
+        raise SettingsError("FEEDHOUSE_ADMIN_TOKEN must differ from the read token and every write key")
     if settings.max_event_bytes > settings.max_request_bytes:
         raise SettingsError("FEEDHOUSE_MAX_EVENT_BYTES cannot exceed FEEDHOUSE_MAX_REQUEST_BYTES")
     if settings.embedded_sink and settings.http_workers > 1:

@@ -10,31 +10,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
 
 from starlette.requests import Request
 
-from feedhouse.gateway.errors import HttpError
+from feedhouse.auth import KeyRing
+from feedhouse.http import HttpError
 
-
-class KeyRing:
-    """A set of accepted secrets, checked without leaking which prefix matched."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [hashlib.sha256(key.encode()).digest() for key in keys if key]
-
-    def __bool__(self) -> bool:
-        return bool(self._digests)
-
-    def accepts(self, candidate: str | None) -> bool:
-        if not candidate:
-            return False
-        digest = hashlib.sha256(candidate.encode()).digest()
-        # Compare against every key so timing does not reveal which one (if any) matched.
-        found = False
-        for known in self._digests:
-            found |= hmac.compare_digest(digest, known)
-        return found
+__all__ = ["KeyRing", "basic_user", "unauthorized", "verify_signature"]
 
 
 def basic_user(request: Request) -> str | None:

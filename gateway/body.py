@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from feedhouse.gateway.errors import HttpError
+from feedhouse.http import HttpError
 
 # analytics.js posts JSON as text/plain to avoid a CORS preflight; some clients send no type.
 ACCEPTED_CONTENT_TYPES = frozenset({"", "application/json", "text/plain", "application/x-json"})

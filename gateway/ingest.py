@@ -20,9 +20,9 @@ from feedhouse import metrics
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.gateway.auth import KeyRing, basic_user, unauthorized, verify_signature
 from feedhouse.gateway.body import check_content_type, parse_json, read_body, read_json_object
-from feedhouse.gateway.errors import HttpError, json_response
 from feedhouse.gateway.normalize import NO_DEFAULTS, BatchDefaults, Rejection, normalize
 from feedhouse.gateway.publisher import KafkaUnavailable, Publisher, Record
+from feedhouse.http import HttpError, json_response
 from feedhouse.ids import person_key
 from feedhouse.settings import Settings
 

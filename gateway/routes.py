@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from feedhouse.gateway.errors import Handler, HttpError, guarded, json_response
 from feedhouse.gateway.ingest import Ingestor
+from feedhouse.http import Handler, HttpError, guarded, json_response
 
 # Long and short paths: analytics.js posts to /v1/t, /v1/p, ... and batches to /v1/b.
 SINGLE_ROUTES = {

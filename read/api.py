@@ -1,6 +1,7 @@
 """The read API: profiles, timelines, the feed, people search, groups and audiences.
 
-Every route needs ``Authorization: Bearer <FEEDHOUSE_READ_TOKEN>`` (compared in constant time);
+Every route needs ``Authorization: Bearer <FEEDHOUSE_READ_TOKEN>`` (or the admin token;
+compared in constant time, ``feedhouse.auth``);
 errors are ``{"success": false, "code", "message"}``: 401 ``unauthorized``, 400
 ``invalid_parameter`` (the message names the parameter), 404 ``not_found``, 503
 ``unavailable`` when ClickHouse cannot answer. Shapes (times ISO-8601 UTC, see ``feedhouse.read.model``):
@@ -46,8 +47,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from feedhouse.gateway.auth import KeyRing
-from feedhouse.gateway.errors import Handler, HttpError, guarded, json_response
+from feedhouse.auth import READ, Tokens
+from feedhouse.http import Handler, HttpError, guarded, json_response
 from feedhouse.read.model import event_json, json_value, profile_json, summary_json
 from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor
 from feedhouse.read.queries import audiences, groups, profiles, search, timelines
@@ -67,26 +68,15 @@ def not_found(what: str) -> HttpError:
     return HttpError(404, "not_found", f"{what} not found")
 
 
-def unauthorized() -> HttpError:
-    return HttpError(
-        401,
-        "unauthorized",
-        "the read API needs Authorization: Bearer <read token>",
-        {"WWW-Authenticate": 'Bearer realm="feedhouse-read"'},
-    )
-
-
 class ReadApi:
     """The handlers, bound to the read token and the ClickHouse client to query."""
 
     def __init__(self, settings: Settings, client: ClientFactory) -> None:
-        self.tokens = KeyRing([settings.read_token])
+        self.tokens = Tokens(settings)
         self.client = client
 
     def authorize(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not self.tokens.accepts(token.strip()):
-            raise unauthorized()
+        self.tokens.require(request, READ)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking query function in the thread pool with the current client."""

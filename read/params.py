@@ -16,8 +16,8 @@ import orjson
 from starlette.datastructures import QueryParams
 
 from feedhouse.clickhouse.tables import MAX_MICROS, MIN_MICROS
-from feedhouse.gateway.errors import HttpError
 from feedhouse.gateway.normalize import EVENT_TYPES, MAX_ID_CHARS
+from feedhouse.http import HttpError
 
 EVENT_CURSOR = "e"
 PROFILE_CURSOR = "p"

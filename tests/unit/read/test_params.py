@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from feedhouse import settings as settings_module
 from feedhouse.clickhouse.tables import MAX_MICROS, MIN_MICROS
-from feedhouse.gateway.errors import HttpError
+from feedhouse.http import HttpError
 from feedhouse.read.api import read_routes
 from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, decode_cursor, encode_cursor
 
@@ -116,7 +116,7 @@ def test_unauthorized_requests_never_query(offline: TestClient, path: str) -> No
         assert response.json() == {
             "success": False,
             "code": "unauthorized",
-            "message": "the read API needs Authorization: Bearer <read token>",
+            "message": "this route needs Authorization: Bearer <read token>",
         }
 
 
@@ -135,8 +135,19 @@ def test_bad_parameters_are_refused_before_any_query(offline: TestClient) -> Non
         assert response.headers["cache-control"] == "no-store"
 
 
-def test_an_empty_read_token_accepts_nobody() -> None:
-    settings = settings_module.load({}, read_token="")
-    app = Starlette(routes=read_routes(settings, lambda: None))  # type: ignore[arg-type,return-value]
+def test_empty_or_shared_tokens_are_refused_at_start() -> None:
+    for overrides in ({"read_token": ""}, {"admin_token": ""}, {"admin_token": "dev-read-token"}):
+        with pytest.raises(settings_module.SettingsError, match="TOKEN"):
+            settings_module.load({}, **overrides)
+
+
+def test_the_admin_token_reads_and_the_read_token_does_not_administer() -> None:
+    from feedhouse.auth import ADMIN, READ, Tokens
+
+    tokens = Tokens(settings_module.load({}))
+    assert tokens.allows("dev-admin-token", READ) and tokens.allows("dev-admin-token", ADMIN)
+    assert tokens.allows("dev-read-token", READ) and not tokens.allows("dev-read-token", ADMIN)
+    assert not tokens.allows("dev-write-key", READ) and not tokens.allows("", READ)
+    app = Starlette(routes=read_routes(settings_module.load({}), lambda: None))  # type: ignore[arg-type,return-value]
     with TestClient(app) as client:
         assert client.get("/v1/feed", headers={"Authorization": "Bearer "}).status_code == 401

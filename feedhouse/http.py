@@ -1,4 +1,7 @@
-"""Client-facing errors: ``{"success": false, "code", "message"}``, the shape Segment's SDKs read."""
+"""HTTP errors and JSON answers shared by every route.
+
+Errors are ``{"success": false, "code", "message"}``, the shape Segment's SDKs read.
+"""
 
 from __future__ import annotations
 
