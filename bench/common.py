@@ -113,7 +113,7 @@ def bench_stack(name: str, **overrides: Any) -> Iterator[tuple[Settings, Path, E
             if server:
                 drop_database(current)
         finally:
-            broker.stop()
+            broker.close()
 
 
 def keep_logs(workdir: Path, name: str) -> None:

@@ -57,7 +57,7 @@ def _broker(args: argparse.Namespace) -> int:
         while not stop["now"] and broker.process is not None and broker.process.poll() is None:
             time.sleep(0.2)
     finally:
-        broker.stop()
+        broker.close()
     return 0
 
 
@@ -100,10 +100,35 @@ def _sink(args: argparse.Namespace) -> int:
     return run_standalone(current, apply_migrations=not args.no_migrate)
 
 
-def _dev(_args: argparse.Namespace) -> int:
+def _dev(args: argparse.Namespace) -> int:
     from feedhouse.dev import run_dev
 
-    return run_dev(settings.load())
+    return run_dev(settings.load(), fresh=args.fresh)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+    import orjson
+
+    from feedhouse.status import render
+
+    current = settings.load()
+    url = args.url or f"http://{current.http_host}:{current.http_port}"
+    try:
+        response = httpx.get(
+            f"{url}/v1/status", headers={"Authorization": f"Bearer {current.admin_token}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        print(f"feedhouse status: no Feedhouse answers at {url}: {exc}", file=sys.stderr)
+        return 2
+    if response.status_code != 200:
+        print(
+            f"feedhouse status: {url} answered {response.status_code}: {response.text[:300]}", file=sys.stderr
+        )
+        return 2
+    report = response.json()
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render(report))
+    return 0 if report.get("ready") else 1
 
 
 def _topics(_args: argparse.Namespace) -> int:
@@ -156,7 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run everything embedded: broker, gateway, worker, sink, chDB (Ctrl-C stops)"
     )
+    dev.add_argument("--fresh", action="store_true", help="wipe the data directory first")
     dev.set_defaults(run=_dev)
+
+    status = sub.add_parser(
+        "status", help="show every component, lag per topic, what is stored (exit 1 when not ready)"
+    )
+    status.add_argument("--url", help="base URL of the running server (default: FEEDHOUSE_HTTP_HOST:PORT)")
+    status.add_argument("--json", action="store_true", help="print the JSON report")
+    status.set_defaults(run=_status)
 
     topics = sub.add_parser("topics", help="create Feedhouse's topics with their partition counts")
     topics.set_defaults(run=_topics)

@@ -161,6 +161,9 @@ class BatchConsumer(Generic[P]):
         self._generation = 0  # bumped when partitions are revoked: a flush in progress gives up
         self._stop = threading.Event()
         self._lag_at = 0.0
+        # For health checks: when the loop last polled, since when a write has been retried.
+        self.last_poll = time.monotonic()
+        self.retrying_since: float | None = None
 
     def _new_batch(self) -> Batch[P]:
         return Batch(self.stage.open(), self.max_messages, self.max_seconds)
@@ -196,7 +199,17 @@ class BatchConsumer(Generic[P]):
         while not self.assigned.is_set() and time.monotonic() < deadline:
             self._poll(consumer)
 
+    def health(self, stall_seconds: float = 10.0) -> tuple[bool, str]:
+        """(ok, detail): not ok while a write has been retried for ``stall_seconds``."""
+        now = time.monotonic()
+        if self.retrying_since is not None and now - self.retrying_since > stall_seconds:
+            return False, f"retrying a write for {now - self.retrying_since:.0f} s (see its log)"
+        if now - self.last_poll > 60:
+            return False, f"no poll for {now - self.last_poll:.0f} s"
+        return True, f"{self.processed} messages committed"
+
     def _poll(self, consumer: Consumer) -> None:
+        self.last_poll = time.monotonic()
         if self._carry:
             messages, self._carry = self._carry, []
         else:
@@ -256,6 +269,7 @@ class BatchConsumer(Generic[P]):
             return
         finally:
             self._flushing = False
+            self.retrying_since = None
             self._resume(consumer)
         self.processed += len(batch)
         metrics.child(metrics.BATCH_MESSAGES, self.component).observe(len(batch))
@@ -273,6 +287,8 @@ class BatchConsumer(Generic[P]):
 
     def _wait(self, consumer: Consumer, seconds: float, generation: int) -> bool:
         """Sleep ``seconds`` while staying in the group; False when the flush must give up."""
+        if self.retrying_since is None:
+            self.retrying_since = time.monotonic()
         if not self._paused:
             # Paused partitions fetch nothing, so polling here only serves heartbeats and
             # rebalance callbacks. Anything that still arrives (a partition assigned during the
@@ -286,6 +302,7 @@ class BatchConsumer(Generic[P]):
             left = deadline - time.monotonic()
             if left <= 0:
                 return True
+            self.last_poll = time.monotonic()
             message = consumer.poll(min(left, 0.2))
             if message is not None:
                 self._carry.append(message)

@@ -1,95 +1,150 @@
-"""``feedhouse dev``: the whole product on one machine, on embedded defaults.
+"""``feedhouse dev``: the whole product on one machine, on embedded defaults, kept across restarts.
 
-Starts the embedded Tansu broker, creates the topics, applies the ClickHouse migrations
-(chDB under the data directory), starts one identity worker process, and serves the gateway
-(ingestion + read API) with the sink inside the same process (chDB is owned by one process).
-Ctrl-C stops everything. The embedded broker keeps its data in memory, so each start begins
-from empty topics; the ClickHouse data of the previous run is cleared too, because identity
-state lives in Kafka and both must start together.
+Supervised child processes (``feedhouse.supervisor``), started in order and restarted when
+they die: the object store that is the broker's disk (``feedhouse.objectstore``), the Tansu
+broker, one identity worker. This process serves HTTP (ingestion, read API, health, metrics,
+status) and hosts the sink, because chDB (ClickHouse in-process, under the data directory) is
+owned by one process. Everything lives under ``FEEDHOUSE_DATA_DIR``:
+
+    clickhouse/   chDB's data          broker/   topics, offsets, groups (the object store)
+    identity/     Faust table files    logs/     one log per child process
+
+Stopping (Ctrl-C, SIGTERM, or SIGKILL of the process group) and starting again resumes where it
+stopped; ``--fresh`` wipes the data directory first. With ``FEEDHOUSE_BROKER_STORAGE=memory``
+the broker forgets everything at each start, so ClickHouse and identity state are wiped too
+(they must start together).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import subprocess
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from feedhouse import logs
-from feedhouse.broker import EmbeddedBroker, die_with_parent
+from feedhouse.broker import objectstore_command, tansu_command, tansu_env
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
 from feedhouse.clickhouse.migrate import migrate
+from feedhouse.health import Health
 from feedhouse.kafka import ensure_topics
 from feedhouse.server import create_app
 from feedhouse.settings import Settings, to_env
+from feedhouse.supervisor import ChildSpec, StartError, Supervisor, port_open, wait_for_ports
+
+DATA_PARTS = ("clickhouse", "broker", "identity")
 
 BANNER = """
-Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink in the gateway).
+Feedhouse is running (embedded: Tansu broker on {storage} storage, chDB, 1 identity worker,
+sink in this process). Data: {data_dir}
 
   Ingest (Segment HTTP API)  {url}/v1/batch   (also /v1/track, /v1/identify, ...)
   Write key                  {write_key}       (HTTP Basic user name, empty password)
   Read API                   {url}/v1/profiles/{{id}}, /v1/feed, ...
   Read token                 {read_token}      (Authorization: Bearer ...)
   Admin token                {admin_token}     (Authorization: Bearer ...; administration)
+  Status                     feedhouse status   ({url}/v1/status, admin token)
   Metrics / health           {url}/metrics  {url}/readyz
   Kafka                      {kafka}
   ClickHouse (chDB)          {clickhouse}
-  Data directory             {data_dir}
 
 Try:
   curl -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\
        -d '{{"userId": "user-1", "event": "Signed Up"}}'
   curl -H 'Authorization: Bearer {read_token}' {url}/v1/profiles/user-1/timeline
 
-Ctrl-C stops everything.
+Ctrl-C stops everything; starting again resumes with the same data (--fresh wipes it).
 """
 
 
-def run_dev(base: Settings) -> int:
+def wipe(data_dir: Path) -> None:
+    for part in DATA_PARTS:
+        shutil.rmtree(data_dir / part, ignore_errors=True)
+
+
+def child_specs(settings: Settings) -> list[ChildSpec]:
+    """The supervised processes of the embedded stack, in start order."""
+    data_dir, logs_dir = settings.data_dir, settings.data_dir / "logs"
+    disk = settings.broker_storage == "disk"
+    kafka_port, disk_port = settings.kafka_port, settings.broker_disk_port
+    specs: list[ChildSpec] = []
+    if disk:
+        specs.append(
+            ChildSpec(
+                "objectstore",
+                objectstore_command(data_dir / "broker", disk_port),
+                {},
+                logs_dir / "objectstore.log",
+                ports=(disk_port,),
+                ready=lambda: port_open(disk_port),
+            )
+        )
+    specs.append(
+        ChildSpec(
+            "broker",
+            tansu_command(kafka_port, disk),
+            tansu_env(disk_port if disk else None),
+            logs_dir / "tansu.log",
+            ports=(kafka_port,),
+            ready=lambda: port_open(kafka_port),
+        )
+    )
+    specs.append(
+        ChildSpec(
+            "identity-worker",
+            [sys.executable, "-m", "feedhouse.cli", "worker"],
+            to_env(dataclasses.replace(settings, metrics_port=0)),
+            logs_dir / "worker.log",
+        )
+    )
+    return specs
+
+
+def run_dev(base: Settings, *, fresh: bool = False) -> int:
     data_dir = base.data_dir.resolve()
-    for stale in ("clickhouse", "identity"):
-        shutil.rmtree(data_dir / stale, ignore_errors=True)
+    if fresh or base.broker_storage == "memory":
+        wipe(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs.configure(base.log_level)
-    broker = EmbeddedBroker(port=base.kafka_port, log_path=data_dir / "tansu.log").start()
     settings = dataclasses.replace(
         base,
-        kafka_bootstrap_servers=broker.bootstrap,
+        kafka_bootstrap_servers=f"127.0.0.1:{base.kafka_port}",
         data_dir=data_dir,
         embedded_sink=True,
         http_workers=1,
         changelog_seals=True,  # the embedded broker is Tansu
     )
-    worker: subprocess.Popen[bytes] | None = None
+    supervisor = Supervisor(child_specs(settings), port_timeout=settings.port_wait_seconds)
     try:
+        wait_for_ports([settings.http_port], settings.port_wait_seconds, "HTTP server")
+        supervisor.start()
         ensure_topics(settings)
         migrate(get_client(settings), database_for(settings))
-        worker_log = open(data_dir / "worker.log", "ab")  # noqa: SIM115
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "feedhouse.cli", "worker"],
-            env={**os.environ, **to_env(dataclasses.replace(settings, metrics_port=0))},
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # no orphan worker if `feedhouse dev` is killed hard
-        )
+    except StartError as exc:
+        supervisor.stop()
+        print(f"feedhouse dev: {exc}", file=sys.stderr, flush=True)
+        return 1
+    health = Health()
+    health.register_many(supervisor.health, [spec.spec.name for spec in supervisor.children])
+    try:
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(
             BANNER.format(
                 url=url,
+                storage=settings.broker_storage,
                 write_key=settings.write_keys[0],
                 read_token=settings.read_token,
                 admin_token=settings.admin_token,
-                kafka=broker.bootstrap,
+                kafka=settings.kafka_bootstrap_servers,
                 clickhouse=settings.effective_clickhouse_url,
                 data_dir=data_dir,
             ),
             flush=True,
         )
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, health=health, processes=supervisor.status),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
@@ -97,12 +152,6 @@ def run_dev(base: Settings) -> int:
             timeout_graceful_shutdown=10,
         )
     finally:
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        supervisor.stop()
         close_clients()
-        broker.stop()
     return 0

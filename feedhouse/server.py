@@ -12,7 +12,8 @@ import contextlib
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -24,21 +25,37 @@ from starlette.routing import BaseRoute, Route
 
 from feedhouse import logs
 from feedhouse import settings as settings_module
+from feedhouse.auth import ADMIN, Tokens
 from feedhouse.clickhouse.client import get_client
 from feedhouse.gateway.ingest import Ingestor
 from feedhouse.gateway.publisher import Publisher
 from feedhouse.gateway.routes import ingestion_routes
-from feedhouse.http import json_response
+from feedhouse.health import Health
+from feedhouse.http import guarded, json_response
 from feedhouse.kafka import ensure_topics
 from feedhouse.read.api import read_routes
 from feedhouse.settings import Settings
+from feedhouse.status import status as status_report
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, publisher: Publisher | None = None) -> Starlette:
-    """The app. ``publisher`` is built by the lifespan unless given (tests)."""
+def create_app(
+    settings: Settings,
+    publisher: Publisher | None = None,
+    *,
+    health: Health | None = None,
+    processes: Callable[[], dict[str, dict[str, Any]]] | None = None,
+) -> Starlette:
+    """The app. ``publisher`` is built by the lifespan unless given (tests).
+
+    ``health`` may come with checks registered already (``feedhouse dev`` registers the
+    processes it supervises, and ``processes`` reports them for ``/v1/status``); the app adds
+    Kafka, ClickHouse and, when it hosts one, the embedded sink.
+    """
     state: dict[str, Ingestor] = {}
+    health = health or Health()
+    tokens = Tokens(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -51,18 +68,21 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         active = Publisher(settings) if owned else publisher
         assert active is not None
         state["ingestor"] = Ingestor(settings, active)
+        health.register_default("kafka", lambda: kafka_health(active))
+        health.register_default("clickhouse", lambda: clickhouse_health(settings))
         stop_sink = threading.Event()
-        sink_thread = None
+        sink = None
         if settings.embedded_sink:
-            from feedhouse.sink.embedded import start_embedded
+            from feedhouse.sink.embedded import EmbeddedSink
 
-            sink_thread = await asyncio.to_thread(start_embedded, settings, stop_sink)
+            sink = await asyncio.to_thread(EmbeddedSink(settings, stop_sink).start)
+            health.register("sink", sink.health)
         try:
             yield
         finally:
-            if sink_thread is not None:
+            if sink is not None:
                 stop_sink.set()
-                await asyncio.to_thread(sink_thread.join, 30)
+                await asyncio.to_thread(sink.join, 30)
             if owned:
                 active.close()
 
@@ -73,9 +93,21 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         return json_response({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        if await asyncio.to_thread(ingestor().publisher.reachable):
-            return json_response({"status": "ready", "kafka": "reachable"})
-        return json_response({"status": "unavailable", "kafka": "unreachable"}, 503)
+        report = await asyncio.to_thread(health.report)
+        failing = sorted(name for name, (ok, _) in report.items() if not ok)
+        body = {
+            "status": "unavailable" if failing else "ready",
+            "failing": failing,
+            "components": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in report.items()},
+        }
+        return json_response(body, 503 if failing else 200)
+
+    async def status_endpoint(request: Request) -> Response:
+        tokens.require(request, ADMIN)
+        report = await asyncio.to_thread(
+            status_report, settings, health, get_client(settings), processes() if processes else None
+        )
+        return json_response(report, headers={"Cache-Control": "no-store"})
 
     async def metrics_endpoint(_request: Request) -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -85,6 +117,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
     routes += [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/v1/status", guarded("/v1/status", status_endpoint)),
         Route("/metrics", metrics_endpoint),
     ]
     middleware = [
@@ -98,6 +131,21 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         )
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def kafka_health(publisher: Publisher) -> tuple[bool, str]:
+    return (True, "reachable") if publisher.reachable() else (False, "unreachable")
+
+
+def clickhouse_health(settings: Settings) -> tuple[bool, str]:
+    try:
+        get_client(settings).query("SELECT count() FROM events WHERE 0")
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        if "UNKNOWN_DATABASE" in detail or "UNKNOWN_TABLE" in detail:
+            detail = f"schema missing, run `feedhouse migrate`: {detail}"
+        return False, detail
+    return True, "answers"
 
 
 def app() -> Starlette:

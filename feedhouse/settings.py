@@ -73,6 +73,9 @@ class Settings:
     clickhouse_database: str = "feedhouse"
     data_dir: Path = Path(".feedhouse")
     kafka_port: int = 9092
+    broker_storage: str = "disk"
+    broker_disk_port: int = 9094
+    port_wait_seconds: float = 30.0
     # Sink
     embedded_sink: bool = False
     sink_batch_rows: int = 20000
@@ -180,6 +183,21 @@ ENV: Mapping[str, tuple[str, object, str]] = {
     ),
     "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
     "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
+    "FEEDHOUSE_BROKER_STORAGE": (
+        "broker_storage",
+        str,
+        "Embedded broker storage: disk (kept in the data dir across restarts) or memory (wiped at start).",
+    ),
+    "FEEDHOUSE_PORT_WAIT_SECONDS": (
+        "port_wait_seconds",
+        float,
+        "How long `feedhouse dev` waits for its ports to be free before giving up.",
+    ),
+    "FEEDHOUSE_BROKER_DISK_PORT": (
+        "broker_disk_port",
+        int,
+        "Loopback port of the object store that is the embedded broker's disk.",
+    ),
     "FEEDHOUSE_EMBEDDED_SINK": (
         "embedded_sink",
         _bool,
@@ -236,6 +254,8 @@ def _validate(settings: Settings) -> None:
     for name in ("events_partitions", "replication_factor", "produce_timeout_ms", "max_event_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if settings.broker_storage not in ("disk", "memory"):
+        raise SettingsError("FEEDHOUSE_BROKER_STORAGE must be disk or memory")
     if not settings.read_token or not settings.admin_token:
         raise SettingsError("FEEDHOUSE_READ_TOKEN and FEEDHOUSE_ADMIN_TOKEN must not be empty")
     if settings.admin_token == settings.read_token or settings.admin_token in settings.write_keys:

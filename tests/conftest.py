@@ -128,6 +128,13 @@ class GatewayProcess(FeedhouseProcess):
     """``feedhouse gateway`` on a free port, returned once it answers /healthz."""
 
     def __init__(self, current: Settings, log_path: Path) -> None:
+        # As a deployment does: the schema first (readiness needs ClickHouse's tables).
+        subprocess.run(
+            [sys.executable, "-m", "feedhouse.cli", "migrate"],
+            env=settings_env(current),
+            check=True,
+            capture_output=True,
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__("gateway", current, log_path, FEEDHOUSE_HTTP_PORT=str(self.port))

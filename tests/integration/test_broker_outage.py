@@ -59,6 +59,7 @@ def test_outage_gives_503_then_recovers(
         assert [e["messageId"] for e in events] == [
             "after-1"
         ]  # the restarted broker holds what we got 200 for
-        assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+        ready = httpx.get(f"{gateway.url}/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text
     finally:
         gateway.stop()

@@ -76,4 +76,6 @@ def test_webhook_delivery_from_segment(gateway: GatewayProcess, reader: KafkaRea
 
 
 def test_ready_when_the_broker_answers(gateway: GatewayProcess, settings: Settings) -> None:
-    assert httpx.get(f"{gateway.url}/readyz").json() == {"status": "ready", "kafka": "reachable"}
+    ready = httpx.get(f"{gateway.url}/readyz").json()
+    assert ready["status"] == "ready" and ready["failing"] == [], ready
+    assert {"kafka", "clickhouse"} <= set(ready["components"]), ready

@@ -6,6 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from feedhouse import settings as settings_module
+from feedhouse.health import Health
 from feedhouse.server import create_app
 from feedhouse.settings import Settings
 from tests.unit.fakes import RecordingPublisher
@@ -25,5 +26,8 @@ def publisher() -> RecordingPublisher:
 
 @pytest.fixture
 def client(unit_settings: Settings, publisher: RecordingPublisher) -> Iterator[TestClient]:
-    with TestClient(create_app(unit_settings, publisher)) as test_client:  # type: ignore[arg-type]
+    # Pure unit tests: no ClickHouse behind the HTTP layer (the integration tests have one).
+    health = Health()
+    health.register("clickhouse", lambda: (True, "not used by unit tests"))
+    with TestClient(create_app(unit_settings, publisher, health=health)) as test_client:  # type: ignore[arg-type]
         yield test_client
