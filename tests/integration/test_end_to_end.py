@@ -41,6 +41,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         {},
         http_port=free_port(),
         kafka_port=free_port(),
+        broker_disk_port=free_port(),
         data_dir=root / "data",
         read_token="e2e-read-token",
         write_keys=("e2e-write-key",),
