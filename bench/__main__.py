@@ -27,7 +27,8 @@ BENCHMARKS: tuple[tuple[str, str, float], ...] = (
     ("gateway", "bench.gateway_throughput", 300),
     ("identity", "bench.identity_throughput", 420),
     ("end_to_end", "bench.end_to_end", 480),
-    ("read_api", "bench.read_api", 1200),  # a colleague's module: run when it exists
+    ("persistence", "bench.persistence", 900),
+    ("read_api", "bench.read_api", 1200),
 )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,7 +126,16 @@ def echo_child(workdir: Path, workers: int) -> Child:
 
 
 def gateway_child(current: Settings, workdir: Path, workers: int, **env: str) -> Child:
-    """``feedhouse gateway --workers N`` configured by ``current``, on a free port."""
+    """``feedhouse gateway --workers N`` configured by ``current``, on a free port.
+
+    Its ClickHouse schema is applied first, as a deployment does: ``/readyz`` checks it.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "feedhouse.cli", "migrate"],
+        env=child_env(current, **env),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     argv = [sys.executable, "-m", "feedhouse.cli", "gateway", "--workers", str(workers), "--port", str(port)]
     return Child.http("gateway", argv, child_env(current, **env), workdir, port)
