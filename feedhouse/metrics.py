@@ -27,6 +27,10 @@ PRODUCE_SECONDS = Histogram(
     "Time from first produce to the last acknowledgement of one request.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+FUTURE_TIMESTAMPS = Counter(
+    "feedhouse_gateway_future_timestamps_total",
+    "Events whose timestamp lay too far in the future (FEEDHOUSE_MAX_FUTURE_SECONDS): stored at receivedAt.",
+)
 PRODUCER_REBUILDS = Counter(
     "feedhouse_gateway_producer_rebuilds_total", "Producers rebuilt after a fatal error."
 )

@@ -58,6 +58,7 @@ class Settings:
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+    max_future_seconds: float = 23 * 3600
     webhook_max_request_bytes: int = 4 * 1024 * 1024
     webhook_api_keys: tuple[str, ...] = ()
     webhook_secret: str = ""
@@ -129,6 +130,11 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "Largest request body after decompression (Segment: 500 KB).",
     ),
     "FEEDHOUSE_MAX_BATCH_EVENTS": ("max_batch_events", int, "Most events in one batch (Segment: 2,500)."),
+    "FEEDHOUSE_MAX_FUTURE_SECONDS": (
+        "max_future_seconds",
+        float,
+        "Event timestamps further ahead of receivedAt than this are stored at receivedAt (a bad clock).",
+    ),
     "FEEDHOUSE_WEBHOOK_MAX_REQUEST_BYTES": (
         "webhook_max_request_bytes",
         int,

@@ -59,6 +59,7 @@ class Ingestor:
         self.events_topic = settings.topic("events")
         self.rejected_topic = settings.topic("rejected")
         self._source_ids: dict[str, str] = {}
+        self.max_future_micros = int(settings.max_future_seconds * 1_000_000)
 
     def source_id(self, write_key: str) -> str:
         cached = self._source_ids.get(write_key)
@@ -149,7 +150,13 @@ class Ingestor:
         source = self.source_id(self._authenticate(header_key, body))
         received_at = now_micros()
         try:
-            record = normalize(body, event_type=event_type, received_at=received_at, source_id=source)
+            record = normalize(
+                body,
+                event_type=event_type,
+                received_at=received_at,
+                source_id=source,
+                max_future_micros=self.max_future_micros,
+            )
             accepted = self._accepted(record)
         except Rejection as rejection:
             await self._publish(
@@ -227,6 +234,7 @@ class Ingestor:
                     defaults=defaults,
                     from_segment=from_segment,
                     position=index,
+                    max_future_micros=self.max_future_micros,
                 )
                 records.append(self._accepted(record))
             except Rejection as rejection:

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from feedhouse import metrics
+
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 # Fields with a column of their own in the event schema; everything else goes to ``extra``.
 KNOWN_FIELDS = frozenset(
@@ -160,6 +162,7 @@ def normalize(
     defaults: BatchDefaults = NO_DEFAULTS,
     from_segment: bool = False,
     position: int = 0,
+    max_future_micros: int | None = None,
 ) -> dict[str, Any]:
     """Validate one Segment call and build its event record.
 
@@ -168,7 +171,8 @@ def normalize(
     itself (the Webhooks destination): its ``timestamp`` is already corrected and its
     ``receivedAt`` is Segment's, so both are kept. ``position`` is the index in a batch: an
     item without a timestamp gets ``receivedAt + position`` microseconds, so that items of one
-    batch keep their order in event time. Raises :class:`Rejection`.
+    batch keep their order in event time. A corrected timestamp more than ``max_future_micros``
+    after ``receivedAt`` becomes ``receivedAt``. Raises :class:`Rejection`.
     """
     if not isinstance(message, dict):
         raise Rejection("invalid_event", f"an event must be a JSON object, not {_kind(message)}")
@@ -223,6 +227,11 @@ def normalize(
                 # Segment's clock-skew rule: the device clock was off by (sentAt - receivedAt).
                 sent = _parse_sent_at(sent_at, defaults)
                 timestamp = received_at - (sent - timestamp)
+    if max_future_micros is not None and timestamp > received_at + max_future_micros:
+        # A device clock far ahead would pin the event at the top of every timeline: it is
+        # stored at receivedAt (originalTimestamp keeps what was sent) and counted.
+        timestamp = received_at
+        metrics.FUTURE_TIMESTAMPS.inc()
 
     context = message.get("context")
     if defaults.context and (context is None or isinstance(context, dict)):

@@ -186,3 +186,36 @@ def test_batch_items_without_timestamps_keep_their_order() -> None:
     second = norm({"userId": "u", "event": "y"}, "track", position=1)
     assert first["timestamp"] == RECEIVED and second["timestamp"] == RECEIVED + 1
     assert first["receivedAt"] == second["receivedAt"] == RECEIVED
+
+
+def test_a_clock_far_in_the_future_is_stored_at_received_at_and_counted() -> None:
+    from feedhouse import metrics
+
+    received = parse_time("2026-12-01T12:00:00Z", "t")
+    hour = 3_600_000_000
+    before = metrics.FUTURE_TIMESTAMPS._value.get()
+    pinned = normalize(
+        {"type": "track", "userId": "u", "event": "e", "timestamp": "9999-12-31T23:59:59Z"},
+        event_type=None,
+        received_at=received,
+        source_id="s",
+        max_future_micros=23 * hour,
+    )
+    assert pinned["timestamp"] == received and pinned["originalTimestamp"] == "9999-12-31T23:59:59Z"
+    assert metrics.FUTURE_TIMESTAMPS._value.get() == before + 1
+    soon = normalize(
+        {"type": "track", "userId": "u", "event": "e", "timestamp": "2026-12-02T10:00:00Z"},
+        event_type=None,
+        received_at=received,
+        source_id="s",
+        max_future_micros=23 * hour,
+    )
+    assert soon["timestamp"] == received + 22 * hour, "within the bound: kept as sent"
+    old = normalize(
+        {"type": "track", "userId": "u", "event": "e", "timestamp": "1901-01-01T00:00:00Z"},
+        event_type=None,
+        received_at=received,
+        source_id="s",
+        max_future_micros=23 * hour,
+    )
+    assert old["timestamp"] == parse_time("1901-01-01T00:00:00Z", "t"), "very old times are kept"
