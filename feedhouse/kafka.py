@@ -32,6 +32,9 @@ class TopicSpec:
     config: tuple[tuple[str, str], ...] = ()
 
 
+COMPACTED = (("cleanup.policy", "compact"),)
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the pipeline needs, with the partition counts its consumers expect."""
     n = settings.events_partitions
@@ -47,6 +50,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("identity-mapping", n),
         TopicSpec("identity-state", n),
         TopicSpec("identity-groups", n),
+        # Privacy (privacy/): compacted, one partition each, read whole by every process that needs them.
+        TopicSpec("regulations", 1, COMPACTED),
+        TopicSpec("suppressions", 1, COMPACTED),
+        TopicSpec("deletions", 1, COMPACTED),
     ]
 
 

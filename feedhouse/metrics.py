@@ -27,6 +27,11 @@ PRODUCE_SECONDS = Histogram(
     "Time from first produce to the last acknowledgement of one request.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+EVENTS_SUPPRESSED = Counter(
+    "feedhouse_gateway_events_suppressed_total",
+    "Events dropped because their userId or anonymousId is suppressed (answered 200, as Segment does).",
+)
+SUPPRESSED_IDS = Gauge("feedhouse_suppressed_ids", "Ids on this process's suppression list.")
 FUTURE_TIMESTAMPS = Counter(
     "feedhouse_gateway_future_timestamps_total",
     "Events whose timestamp lay too far in the future (FEEDHOUSE_MAX_FUTURE_SECONDS): stored at receivedAt.",

@@ -33,6 +33,7 @@ from feedhouse.gateway.routes import ingestion_routes
 from feedhouse.health import Health
 from feedhouse.http import guarded, json_response
 from feedhouse.kafka import ensure_topics
+from feedhouse.privacy.suppressions import SuppressionList
 from feedhouse.read.api import read_routes
 from feedhouse.settings import Settings
 from feedhouse.status import status as status_report
@@ -67,7 +68,10 @@ def create_app(
                 log.warning("could not ensure topics at startup", extra={"error": str(exc)})
         active = Publisher(settings) if owned else publisher
         assert active is not None
-        state["ingestor"] = Ingestor(settings, active)
+        suppressions = SuppressionList(settings).start() if owned else None
+        state["ingestor"] = Ingestor(settings, active, suppressions)
+        if suppressions is not None:
+            health.register_default("suppressions", suppressions.health)
         health.register_default("kafka", lambda: kafka_health(active))
         health.register_default("clickhouse", lambda: clickhouse_health(settings))
         stop_sink = threading.Event()
@@ -85,6 +89,8 @@ def create_app(
                 await asyncio.to_thread(sink.join, 30)
             if owned:
                 active.close()
+            if suppressions is not None:
+                suppressions.stop()
 
     def ingestor() -> Ingestor:
         return state["ingestor"]

@@ -24,6 +24,7 @@ from feedhouse.gateway.normalize import NO_DEFAULTS, BatchDefaults, Rejection, n
 from feedhouse.gateway.publisher import KafkaUnavailable, Publisher, Record
 from feedhouse.http import HttpError, json_response
 from feedhouse.ids import person_key
+from feedhouse.privacy.suppressions import SuppressionList
 from feedhouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,12 @@ def now_micros() -> int:
 class Ingestor:
     """Turns authenticated requests into published records. One per gateway process."""
 
-    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+    def __init__(
+        self, settings: Settings, publisher: Publisher, suppressions: SuppressionList | None = None
+    ) -> None:
         self.settings = settings
         self.publisher = publisher
+        self.suppressions = suppressions
         self.events = AvroCodec("event")
         self.rejected = AvroCodec("rejected")
         self.write_keys = KeyRing(settings.write_keys)
@@ -68,6 +72,15 @@ class Ingestor:
         return cached
 
     # -- building records ------------------------------------------------------------------
+
+    def _suppressed(self, record: dict[str, Any]) -> bool:
+        """Suppressed people's events are dropped, not stored, not rejected (privacy/)."""
+        if self.suppressions is None or not self.suppressions.suppressed(
+            record["userId"], record["anonymousId"]
+        ):
+            return False
+        metrics.EVENTS_SUPPRESSED.inc()
+        return True
 
     def _accepted(self, record: dict[str, Any]) -> Record:
         """The Kafka record of an event, or a Rejection when it is larger than Segment allows.
@@ -163,6 +176,8 @@ class Ingestor:
                 [self._rejected(rejection, body, request.url.path, received_at, None, source)]
             )
             raise HttpError(400, rejection.code, rejection.message) from None
+        if self._suppressed(record):
+            return json_response({"success": True})
         await self._publish([accepted])
         metrics.child(metrics.EVENTS_ACCEPTED, event_type).inc()
         return json_response({"success": True})
@@ -236,6 +251,8 @@ class Ingestor:
                     position=index,
                     max_future_micros=self.max_future_micros,
                 )
+                if self._suppressed(record):
+                    continue
                 records.append(self._accepted(record))
             except Rejection as rejection:
                 records.append(self._rejected(rejection, item, path, received_at, index, source))
