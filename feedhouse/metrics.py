@@ -31,6 +31,11 @@ EVENTS_SUPPRESSED = Counter(
     "feedhouse_gateway_events_suppressed_total",
     "Events dropped because their userId or anonymousId is suppressed (answered 200, as Segment does).",
 )
+DELETED_DROPPED = Counter(
+    "feedhouse_deleted_records_dropped_total",
+    "Records of deleted people not written again (a replay, a duplicate, a late event), by component.",
+    ["component"],
+)
 SUPPRESSED_IDS = Gauge("feedhouse_suppressed_ids", "Ids on this process's suppression list.")
 FUTURE_TIMESTAMPS = Counter(
     "feedhouse_gateway_future_timestamps_total",

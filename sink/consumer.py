@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Message
 
+from feedhouse import metrics
 from feedhouse.clickhouse.client import database_for, get_client
 from feedhouse.clickhouse.tables import Row
 from feedhouse.consume import Batch, BatchConsumer
+from feedhouse.privacy.deletions import DeletedIds
 from feedhouse.retry import Backoff, Wait
 from feedhouse.settings import Settings
 from feedhouse.sink.routes import Route, routes
@@ -46,10 +49,26 @@ class TableRows:
 Tables = dict[str, TableRows]
 
 
-class SinkStage:
-    """Decode -> row per topic; a batch's rows inserted table by table (never SQL text)."""
+# Per table: the fields holding person ids, and the times a deletion is compared with
+# (privacy.deletions.dropped): an event's timestamp and receipt, an identity record's update.
+PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
+    "events": (("userId", "anonymousId", "previousId"), "timestamp", "receivedAt"),
+    "id_mapping": (("id", "profileId"), "updatedAt", None),
+    "id_state": (("id",), "updatedAt", None),
+}
 
-    def __init__(self, settings: Settings, client: Client, backoff: Backoff) -> None:
+
+class SinkStage:
+    """Decode -> row per topic; a batch's rows inserted table by table (never SQL text).
+
+    Records of deleted people (``deleted``) are not written again: a replayed or re-sunk topic
+    cannot bring a deleted person back.
+    """
+
+    def __init__(
+        self, settings: Settings, client: Client, backoff: Backoff, deleted: DeletedIds | None = None
+    ) -> None:
+        self.deleted = deleted
         self.routes: dict[str, Route] = routes(settings)
         database = database_for(settings)
         self.writers = {
@@ -76,6 +95,9 @@ class SinkStage:
         except Exception as exc:  # AvroDecodeError, and anything a corrupt body provokes
             batch.reject(message, f"decode: {exc}")
             return
+        if self.deleted is not None and self._of_deleted(route.table.name, record):
+            metrics.child(metrics.DELETED_DROPPED, "sink").inc()
+            return
         try:
             row = route.process(record)
         except Exception as exc:  # a record that decodes but cannot become a row
@@ -86,6 +108,17 @@ class SinkStage:
             rows = batch.payload[route.table.name] = TableRows()
         rows.rows.append(row)
         rows.sources.append(message)
+
+    def _of_deleted(self, table: str, record: dict[str, Any]) -> bool:
+        fields = PERSONAL_FIELDS.get(table)
+        if fields is None or self.deleted is None:
+            return False
+        ids, time_field, received_field = fields
+        return self.deleted.drops_event(
+            (record[name] for name in ids),
+            record[time_field],
+            record[received_field] if received_field else None,
+        )
 
     def write(self, batch: Batch[Tables], wait: Wait) -> None:
         for table, rows in batch.payload.items():
@@ -117,7 +150,8 @@ class Sink:
         self.group_id = group_id or f"{settings.topic_prefix}{GROUP_SUFFIX}"
         backoff = backoff or Backoff()
         self.client = client if client is not None else get_client(settings, purpose="sink")
-        self.stage = SinkStage(settings, self.client, backoff)
+        self.deleted = DeletedIds(settings)
+        self.stage = SinkStage(settings, self.client, backoff, self.deleted)
         self.loop = BatchConsumer(
             settings,
             self.stage,
@@ -131,5 +165,15 @@ class Sink:
         self.assigned = self.loop.assigned
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set; then write and commit what was consumed, and return."""
-        self.loop.run(stop)
+        """Consume until ``stop`` is set; then write and commit what was consumed, and return.
+
+        Consuming starts once the deleted ids are known: a replay must not slip past them.
+        """
+        self.deleted.start()
+        try:
+            while not self.deleted.wait_loaded(1.0):
+                if stop.is_set():
+                    return
+            self.loop.run(stop)
+        finally:
+            self.deleted.stop()

@@ -23,6 +23,7 @@ from typing import Any
 
 CLAIM = "claim"
 ALIAS = "alias"
+FORGET = "forget"  # a deleted person's id leaves the graph (privacy.executor)
 
 # (timestamp µs, messageId, kind, a, b): claim a=anonymousId b=userId; alias a=previousId b=userId.
 Edge = tuple[int, str, str, str, str]

@@ -12,7 +12,7 @@ from feedhouse.avro.codec import AvroCodec
 from feedhouse.settings import Settings
 from feedhouse.streams.changelog import changelog_table
 from feedhouse.streams.dead_letter import AgentDeadLetters
-from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
+from feedhouse.streams.graph import ALIAS, CLAIM, FORGET, Edge, Node, component, resolve
 from feedhouse.streams.metrics import CONFLICTS, MAPPING_CHANGES, MERGES
 from feedhouse.streams.outputs import Outputs
 from feedhouse.streams.overlay import TableOverlay, seal_changelogs
@@ -31,9 +31,36 @@ class GraphProcessor:
     def _load(self, key: str) -> Node:
         return Node.from_json(self.nodes.get(key))
 
+    def forget(self, key: str, version: int) -> list[dict[str, Any]]:
+        """Remove ``key`` from the graph (its person was deleted: privacy.executor).
+
+        Its node goes (a changelog tombstone); neighbours of *other* people (a refused claim on
+        a shared device) lose their edges to it, and their mappings are published again, since
+        their conflicts may change.
+        """
+        node = self.nodes.get(key)
+        if node is None:
+            return []
+        neighbours = {end for edge in Node.from_json(node).edges.values() for end in edge[3:5]} - {key}
+        del self.nodes[key]
+        records: list[dict[str, Any]] = []
+        for other in sorted(neighbours):
+            kept = Node.from_json(self.nodes.get(other))
+            before = len(kept.edges)
+            kept.edges = {k: e for k, e in kept.edges.items() if key not in e[3:5]}
+            if len(kept.edges) == before:
+                continue
+            self.nodes[other] = kept.to_json()
+            records += self.apply({"kind": "refresh", "id": other, "target": None}, version)
+        return records
+
     def apply(self, command: dict[str, Any], version: int) -> list[dict[str, Any]]:
         """Apply one claim/alias; ``version`` orders commands (offset and batch position)."""
         kind, a, b = command["kind"], command["id"], command["target"]
+        if kind == FORGET:
+            return self.forget(a, version)
+        if kind == "refresh":  # recompute a's component after edges were removed
+            return self._republish(a, version)
         if kind not in (CLAIM, ALIAS) or not b or a == b:
             return []
         edge: Edge = (int(command["timestamp"]), str(command["messageId"]), kind, a, b)
@@ -68,6 +95,29 @@ class GraphProcessor:
                         "id": key,
                         "profileId": profile,
                         "version": node.version,
+                        "conflicts": list(conflicts),
+                        "updatedAt": now,
+                    }
+                )
+        MAPPING_CHANGES.inc(len(records))
+        return records
+
+    def _republish(self, start: str, version: int) -> list[dict[str, Any]]:
+        nodes, edges = component([start], self._load)
+        resolution = resolve(edges)
+        now = time.time_ns() // 1000
+        records = []
+        for key, node in nodes.items():
+            profile = resolution.profiles.get(key, key)
+            conflicts = resolution.conflicts.get(key, ())
+            if profile != node.profile or conflicts != node.conflicts:
+                node.profile, node.conflicts, node.version = profile, conflicts, version
+                self.nodes[key] = node.to_json()
+                records.append(
+                    {
+                        "id": key,
+                        "profileId": profile,
+                        "version": version,
                         "conflicts": list(conflicts),
                         "updatedAt": now,
                     }

@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     from feedhouse.streams.outputs import Outputs
 
 
+_DELETED = object()  # a key removed in this batch
+
+
 class TableOverlay:
     """Reads through to ``table``; writes stay here until :meth:`flush` assigns them.
 
@@ -22,16 +25,25 @@ class TableOverlay:
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.dirty:
-            return self.dirty[key]
+            value = self.dirty[key]
+            return default if value is _DELETED else value
         return self.table.get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.dirty[key] = value
 
+    def __delitem__(self, key: str) -> None:
+        self.dirty[key] = _DELETED
+
     def flush(self) -> int:
-        """Assign every written key to the table (within the current Faust event)."""
+        """Assign every written key to the table, delete removed ones (a changelog tombstone),
+        within the current Faust event."""
         for key, value in self.dirty.items():
-            self.table[key] = value
+            if value is _DELETED:
+                if key in self.table:
+                    del self.table[key]
+            else:
+                self.table[key] = value
         count = len(self.dirty)
         self.dirty.clear()
         return count

@@ -34,11 +34,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Message, Producer
 
+from feedhouse import metrics
 from feedhouse.avro.codec import AvroCodec, AvroDecodeError
 from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.consume import Batch, BatchConsumer
 from feedhouse.ids import real_id
 from feedhouse.kafka import producer_config
+from feedhouse.privacy.deletions import DeletedIds
 from feedhouse.retry import Backoff, Wait, retry
 from feedhouse.settings import Settings
 from feedhouse.streams.metrics import ROUTED, ROUTER_EVENTS
@@ -164,8 +166,9 @@ class UnacknowledgedCommands(RuntimeError):
 class RouterStage:
     """Decode the identity prefix of each event; a batch's commands produced, then acknowledged."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, deleted: DeletedIds | None = None) -> None:
         self.settings = settings
+        self.deleted = deleted
         self.events = EventPrefixDecoder()
         self.batch_codec = AvroCodec("identity_batch")
         self.topics = {COMMANDS: settings.topic(COMMANDS), GRAPH: settings.topic(GRAPH)}
@@ -183,6 +186,12 @@ class RouterStage:
             commands = commands_for(event, self.settings.placeholder_ids)
         except (AvroDecodeError, orjson.JSONDecodeError, KeyError, AttributeError) as exc:
             batch.reject(message, repr(exc))
+            return
+        if self.deleted is not None and self.deleted.drops_event(
+            (event["userId"], event["anonymousId"], event["previousId"]), event["timestamp"], None
+        ):
+            # A deleted person's old event (a replay, a duplicate): no identity from it.
+            metrics.child(metrics.DELETED_DROPPED, "identity-router").inc()
             return
         pending = batch.payload
         for command in commands:
@@ -221,6 +230,9 @@ class RouterStage:
 
     def discard(self) -> None:
         # Claims of an abandoned batch may never have reached Kafka: forget what was forwarded.
+        self.forget_claims()
+
+    def forget_claims(self) -> None:
         self.cache = PairCache()
 
 
@@ -228,7 +240,10 @@ class Router:
     """The router's consume -> route -> produce -> commit loop; runs on a thread of the worker."""
 
     def __init__(self, settings: Settings, commit_every: int = 25_000, commit_seconds: float = 0.25) -> None:
-        self.stage = RouterStage(settings)
+        # A deletion forgets the claims forwarded so far: a deleted person's device seen again
+        # after a DELETE_ONLY must link to the new profile.
+        self.deleted = DeletedIds(settings, on_change=lambda: self.stage.forget_claims())
+        self.stage = RouterStage(settings, self.deleted)
         self.group_id = f"{settings.topic_prefix}identity-router"
         # Flush + synchronous commit cost a round trip each: do them per many events, not per
         # fetch. Larger fetches mean fewer broker requests (the broker's cost follows those).
@@ -245,4 +260,12 @@ class Router:
         )
 
     def run(self, stop: threading.Event) -> None:
-        self.loop.run(stop)
+        """Route until ``stop``; routing starts once the deleted ids are known."""
+        self.deleted.start()
+        try:
+            while not self.deleted.wait_loaded(1.0):
+                if stop.is_set():
+                    return
+            self.loop.run(stop)
+        finally:
+            self.deleted.stop()

@@ -44,6 +44,12 @@ class StateProcessor:
     def apply(self, command: dict[str, Any], version: int) -> tuple[str, dict[str, Any]] | None:
         """Apply one command; ``version`` orders commands (offset and batch position)."""
         kind, key = command["kind"], command["id"]
+        if kind == "forget":
+            # A deleted person (privacy.executor): the id's state goes from the table (a
+            # changelog tombstone); ClickHouse rows are masked and purged by the executor.
+            if self.ids.get(key) is not None:
+                del self.ids[key]
+            return None
         stamp = (int(command["timestamp"]), str(command["messageId"]))
         table = self.groups if kind == "group_traits" else self.ids
         state = IdState.from_json(table.get(key))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from feedhouse.streams.graph import ALIAS, CLAIM, Edge, Node, component, resolve
+from feedhouse.streams.graph import ALIAS, CLAIM, FORGET, Edge, Node, component, resolve
 from feedhouse.streams.graph_agent import GraphProcessor
 
 
@@ -112,3 +112,23 @@ def test_component_walks_refused_claims_too() -> None:
     }
     found, edges = component(["u2"], lambda key: nodes.get(key, Node()))
     assert set(found) == {"a1", "u1", "u2"} and len(edges) == 2
+
+
+def test_forgetting_a_deleted_person_removes_their_nodes_and_their_edges_elsewhere() -> None:
+    nodes: dict[str, object] = {}
+    graph = GraphProcessor(nodes)
+    command = {"kind": CLAIM, "timestamp": 1, "messageId": "m1", "id": "shared-device", "target": "ann"}
+    graph.apply(command, 1)
+    refused = {"kind": CLAIM, "timestamp": 2, "messageId": "m2", "id": "shared-device", "target": "bob"}
+    graph.apply(refused, 2)
+    assert Node.from_json(nodes["shared-device"]).conflicts == ("bob",)  # type: ignore[arg-type]
+    # Ann is deleted: both of her ids leave the graph; Bob keeps his node, without Ann's device.
+    records = graph.apply({"kind": FORGET, "id": "ann", "target": None}, 3)
+    records += graph.apply({"kind": FORGET, "id": "shared-device", "target": None}, 4)
+    assert "ann" not in nodes and "shared-device" not in nodes
+    assert Node.from_json(nodes["bob"]).edges == {}  # type: ignore[arg-type]
+    assert graph.apply({"kind": FORGET, "id": "nobody", "target": None}, 5) == []
+    # Bob on that device again: the device is nobody's now, so it joins Bob.
+    again = {"kind": CLAIM, "timestamp": 9, "messageId": "m9", "id": "shared-device", "target": "bob"}
+    mapped = {r["id"]: r["profileId"] for r in graph.apply(again, 6)}
+    assert mapped["shared-device"] == "bob", mapped

@@ -92,3 +92,27 @@ def test_processor_keeps_group_traits_per_group() -> None:
     }
     kind, record = processor.apply(command, version=0)  # type: ignore[misc]
     assert kind == "group" and record["groupId"] == "g1" and "g1" in groups
+
+
+def test_forget_removes_the_ids_state() -> None:
+    from feedhouse.streams.overlay import TableOverlay
+
+    table: dict[str, object] = {}
+    ids = TableOverlay(table)
+    processor = StateProcessor(ids, {})
+    command = {
+        "kind": "identify",
+        "id": "ann",
+        "traits": '{"email": "a@x"}',
+        "audience": None,
+        "timestamp": 1,
+        "messageId": "m1",
+        "target": None,
+    }
+    assert processor.apply(command, 1) is not None
+    ids.flush()
+    assert "ann" in table
+    assert processor.apply({"kind": "forget", "id": "ann", "target": None}, 2) is None
+    assert ids.get("ann") is None
+    ids.flush()
+    assert "ann" not in table
