@@ -33,6 +33,9 @@ from feedhouse.gateway.routes import ingestion_routes
 from feedhouse.health import Health
 from feedhouse.http import guarded, json_response
 from feedhouse.kafka import ensure_topics
+from feedhouse.privacy.api import regulation_routes
+from feedhouse.privacy.executor import Executor
+from feedhouse.privacy.log import RegulationLog
 from feedhouse.privacy.suppressions import SuppressionList
 from feedhouse.read.api import read_routes
 from feedhouse.settings import Settings
@@ -56,6 +59,7 @@ def create_app(
     """
     state: dict[str, Ingestor] = {}
     health = health or Health()
+    regulations = RegulationLog(settings)
     tokens = Tokens(settings)
 
     @contextlib.asynccontextmanager
@@ -68,10 +72,14 @@ def create_app(
                 log.warning("could not ensure topics at startup", extra={"error": str(exc)})
         active = Publisher(settings) if owned else publisher
         assert active is not None
+        # What every process follows from the privacy topics (not in unit tests: no broker).
         suppressions = SuppressionList(settings).start() if owned else None
-        state["ingestor"] = Ingestor(settings, active, suppressions)
+        if owned:
+            regulations.start()
+            health.register_default("regulations", regulations.health)
         if suppressions is not None:
             health.register_default("suppressions", suppressions.health)
+        state["ingestor"] = Ingestor(settings, active, suppressions, regulations if owned else None)
         health.register_default("kafka", lambda: kafka_health(active))
         health.register_default("clickhouse", lambda: clickhouse_health(settings))
         stop_sink = threading.Event()
@@ -81,12 +89,20 @@ def create_app(
 
             sink = await asyncio.to_thread(EmbeddedSink(settings, stop_sink).start)
             health.register("sink", sink.health)
+            # Regulations are carried out where ClickHouse is written.
+            executor = Executor(settings, get_client(settings, purpose="privacy"), regulations).start(
+                stop_sink
+            )
+            health.register("privacy", executor.health)
         try:
             yield
         finally:
             if sink is not None:
                 stop_sink.set()
                 await asyncio.to_thread(sink.join, 30)
+                await asyncio.to_thread(executor.join, 10)
+            if owned:
+                regulations.stop()
             if owned:
                 active.close()
             if suppressions is not None:
@@ -120,6 +136,7 @@ def create_app(
 
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
     routes += read_routes(settings, lambda: get_client(settings))
+    routes += regulation_routes(settings, regulations)
     routes += [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

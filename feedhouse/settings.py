@@ -81,6 +81,8 @@ class Settings:
     embedded_sink: bool = False
     sink_batch_rows: int = 20000
     sink_batch_seconds: float = 0.5
+    # Privacy
+    purge_within_seconds: float = 24 * 3600
     # Operations
     log_level: str = "INFO"
     metrics_port: int = 0
@@ -211,6 +213,11 @@ ENV: Mapping[str, tuple[str, object, str]] = {
     ),
     "FEEDHOUSE_SINK_BATCH_ROWS": ("sink_batch_rows", int, "Sink closes a batch at this many rows..."),
     "FEEDHOUSE_SINK_BATCH_SECONDS": ("sink_batch_seconds", float, "...or after this many seconds."),
+    "FEEDHOUSE_PURGE_WITHIN_SECONDS": (
+        "purge_within_seconds",
+        float,
+        "Deleted people's rows are physically removed from ClickHouse within this time (masked at once).",
+    ),
     "FEEDHOUSE_LOG_LEVEL": ("log_level", str, "Log level (DEBUG, INFO, WARNING, ERROR)."),
     "FEEDHOUSE_METRICS_PORT": (
         "metrics_port",

@@ -7,6 +7,7 @@ with its reason. The client gets 200 only once Kafka acknowledged all of them, 5
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ from feedhouse.gateway.normalize import NO_DEFAULTS, BatchDefaults, Rejection, n
 from feedhouse.gateway.publisher import KafkaUnavailable, Publisher, Record
 from feedhouse.http import HttpError, json_response
 from feedhouse.ids import person_key
+from feedhouse.privacy.log import RegulationLog
+from feedhouse.privacy.regulations import parse_request
 from feedhouse.privacy.suppressions import SuppressionList
 from feedhouse.settings import Settings
 
@@ -51,11 +54,16 @@ class Ingestor:
     """Turns authenticated requests into published records. One per gateway process."""
 
     def __init__(
-        self, settings: Settings, publisher: Publisher, suppressions: SuppressionList | None = None
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        suppressions: SuppressionList | None = None,
+        regulations: RegulationLog | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.suppressions = suppressions
+        self.regulations = regulations
         self.events = AvroCodec("event")
         self.rejected = AvroCodec("rejected")
         self.write_keys = KeyRing(settings.write_keys)
@@ -75,9 +83,15 @@ class Ingestor:
 
     def _suppressed(self, record: dict[str, Any]) -> bool:
         """Suppressed people's events are dropped, not stored, not rejected (privacy/)."""
-        if self.suppressions is None or not self.suppressions.suppressed(
-            record["userId"], record["anonymousId"]
-        ):
+        suppressions = self.suppressions
+        if suppressions is None:
+            return False
+        if not suppressions.table.loaded.is_set():
+            # Accepting events before the list is known could let a suppressed person through.
+            raise HttpError(
+                503, "starting", "the suppression list is still loading, retry shortly", {"Retry-After": "1"}
+            )
+        if not suppressions.suppressed(record["userId"], record["anonymousId"]):
             return False
         metrics.EVENTS_SUPPRESSED.inc()
         return True
@@ -274,6 +288,26 @@ class Ingestor:
 
     # -- Segment Webhooks destination ----------------------------------------------------------
 
+    async def _forwarded_deletions(self, items: list[Any]) -> list[Any]:
+        """Deletion requests Segment forwards (a ``delete`` message with the person's ids) become
+        ``DELETE_ONLY`` regulations; the other items are ingested as usual."""
+        deletions = [item for item in items if isinstance(item, dict) and item.get("type") == "delete"]
+        if not deletions or self.regulations is None:
+            return items
+        by_type: dict[str, list[str]] = {"USER_ID": [], "ANONYMOUS_ID": []}
+        for item in deletions:
+            for field, subject in (("userId", "USER_ID"), ("anonymousId", "ANONYMOUS_ID")):
+                value = item.get(field)
+                if isinstance(value, str) and value.strip():
+                    by_type[subject].append(value)
+        for subject, ids in by_type.items():
+            if ids:
+                body = {"regulationType": "DELETE_ONLY", "subjectType": subject, "subjectIds": ids[:5000]}
+                regulation = parse_request(body, now_micros(), source="webhook")
+                await asyncio.to_thread(self.regulations.save, regulation)
+                log.info("forwarded deletion accepted", extra={"regulation": regulation.id, "ids": len(ids)})
+        return [item for item in items if not (isinstance(item, dict) and item.get("type") == "delete")]
+
     def _webhook_key(self, request: Request) -> str | None:
         header = request.headers.get("x-api-key")
         if header:
@@ -306,6 +340,7 @@ class Ingestor:
         if len(items) > WEBHOOK_MAX_EVENTS:
             raise HttpError(400, "batch_too_large", f"{len(items)} events; the limit is {WEBHOOK_MAX_EVENTS}")
         source_key = f"webhook:{key or 'signed'}"
+        items = await self._forwarded_deletions(items)
         return await self._ingest_many(
             items, request.url.path, source_key, NO_DEFAULTS, event_type=None, from_segment=True
         )

@@ -125,7 +125,7 @@ class FeedhouseProcess:
 
 
 class GatewayProcess(FeedhouseProcess):
-    """``feedhouse gateway`` on a free port, returned once it answers /healthz."""
+    """``feedhouse gateway`` on a free port, returned once it is ready (/readyz)."""
 
     def __init__(self, current: Settings, log_path: Path) -> None:
         # As a deployment does: the schema first (readiness needs ClickHouse's tables).
@@ -144,7 +144,7 @@ class GatewayProcess(FeedhouseProcess):
         if self.process.poll() is not None:
             pytest.fail(f"gateway exited with {self.process.returncode}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

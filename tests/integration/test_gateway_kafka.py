@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from feedhouse.settings import Settings
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, wait_until
 from tests.support.kafka_reader import KafkaReader
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,8 @@ def test_webhook_delivery_from_segment(gateway: GatewayProcess, reader: KafkaRea
     assert sorted(e["messageId"] for e in reader.read("events", 3)) == ["seg-0", "seg-1", "seg-2"]
 
 
-def test_ready_when_the_broker_answers(gateway: GatewayProcess, settings: Settings) -> None:
+def test_ready_once_every_part_answers(gateway: GatewayProcess, settings: Settings) -> None:
+    wait_until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, what="ready")
     ready = httpx.get(f"{gateway.url}/readyz").json()
     assert ready["status"] == "ready" and ready["failing"] == [], ready
-    assert {"kafka", "clickhouse"} <= set(ready["components"]), ready
+    assert {"kafka", "clickhouse", "suppressions", "regulations"} <= set(ready["components"]), ready
