@@ -1,8 +1,8 @@
 """Timelines: a profile's events and the global feed, newest first by (timestamp, message_id).
 
-Events are one row per messageId, the newest receipt: ``FINAL`` over a profile's primary-key
-ranges for the timeline; for the feed, the winner of each candidate found from the small
-columns (see ``FEED_EVENTS_SQL``). Pages are keyset-paginated on (timestamp, messageId).
+Events are one row per messageId, the newest receipt: candidates come from the time-ordered
+lookup tables, then each candidate's winning copy is read from ``events`` (see
+``WINNERS_SQL``). Pages are keyset-paginated on (timestamp, messageId).
 """
 
 from __future__ import annotations
@@ -66,50 +66,41 @@ EVENT_FILTERS = """
     AND ({hidden:UInt8} = 1 OR type != 'page' OR has({types:Array(String)}, 'page'))
 """
 
-# FINAL over the profile's primary-key ranges, with the filters applied after the merge (so a
-# superseded copy never matches); ORDER BY ... LIMIT lets ClickHouse read the large columns
-# lazily, for the page's rows only.
-TIMELINE_SQL = compose(
+# Both pages go in two steps, so that only the page's rows are read in full:
+# 1. candidate positions, newest first, from a lookup table holding the small columns of every
+#    event (clickhouse/migrations 0007, 0008): for a timeline the profile's key ranges of
+#    ``events_by_person_time`` (ordered by person, then time), for the feed the tail of
+#    ``events_by_time`` (ordered by time, read in order);
+# 2. the winning copy (newest receipt) of each candidate messageId from ``events``, by primary key.
+#    FINAL is not used: it merges every column it reads over the whole ranges (a heavy profile's
+#    next page took 242 ms at 10M events; a merged feed 0.3-0.5 s).
+# A candidate whose winner sits at another position (a redelivery with another timestamp) is
+# dropped: every message is shown once, at its winner's position. Copies never differ in type or
+# event name, so the filters may be applied to candidates.
+TIMELINE_CANDIDATES_SQL = compose(
     """
-SELECT $columns
-FROM events FINAL
+SELECT person_key, message_id, toUnixTimestamp64Micro(timestamp) AS ts
+FROM events_by_person_time
 WHERE person_key IN {ids:Array(String)}
 $filters
 ORDER BY timestamp DESC, message_id DESC
 LIMIT {limit:UInt32}
 """,
-    columns=EVENT_COLUMNS,
     filters=EVENT_FILTERS,
 )
 
-# The global feed cannot use the ordering key (person_key first). It pages in two steps:
-# 1. candidate positions, newest first, from the small columns only and within a time window
-#    below the cursor (the timestamp minmax index and part ranges skip older data; ClickHouse's
-#    top-K filter prunes the rest), widened until the page is full or the window is unbounded;
-# 2. the winning copy (newest receipt) of each candidate messageId, by primary key. FINAL is
-#    not used here: it would read whole granules of every column (0.5 s at 10M events); the
-#    winner is found from the small columns, then only the winning rows are read in full.
-# A candidate whose winner sits at another position (a redelivery with another timestamp) is
-# dropped: every message is shown once, at its winner's position.
 FEED_CANDIDATES_SQL = compose(
     """
-WITH
-    if(
-        {first_page:UInt8} = 1,
-        (SELECT max(timestamp) FROM events),
-        fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
-    ) AS newest
 SELECT person_key, message_id, toUnixTimestamp64Micro(timestamp) AS ts
-FROM events
-WHERE ({window_seconds:UInt32} = 0 OR timestamp >= newest - toIntervalSecond({window_seconds:UInt32}))
-$filters
+FROM events_by_time
+WHERE 1 $filters
 ORDER BY timestamp DESC, message_id DESC
 LIMIT {limit:UInt32}
 """,
     filters=EVENT_FILTERS,
 )
 
-FEED_EVENTS_SQL = compose(
+WINNERS_SQL = compose(
     """
 WITH
     (
@@ -137,8 +128,6 @@ LIMIT 1 BY person_key, message_id
 """,
     columns=EVENT_COLUMNS,
 )
-# Windows tried below the cursor, in seconds; 0 = unbounded (the last resort).
-FEED_WINDOWS = (3_600, 86_400, 32 * 86_400, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,25 +155,34 @@ class EventFilter:
 
 def timeline(client: Client, ids: Sequence[str], page: EventFilter) -> list[EventRow]:
     """The newest events of ``ids`` (a profile's) matching ``page``, newest first."""
-    return [EventRow(*row) for row in rows(client, TIMELINE_SQL, ids=list(ids), **page.parameters())]
+    if not ids:
+        return []
+    found = _paged(client, page, TIMELINE_CANDIDATES_SQL, {"ids": list(ids)})
+    return [event for event, _ in found]
 
 
 FeedEvent = tuple[EventRow, str | None]  # an event and the profile it resolves to (None: no real id)
 
 
 def feed(client: Client, page: EventFilter) -> list[FeedEvent]:
-    """The newest events of every profile matching ``page``, each with its resolved profile.
+    """The newest events of every profile matching ``page``, each with its resolved profile."""
+    return _paged(client, page, FEED_CANDIDATES_SQL, {})
 
-    Usually two queries. A window that holds too few candidates is widened; candidates that are
-    superseded copies are skipped and the scan continues, so a page has ``page.limit`` events
-    whenever that many exist below the cursor.
+
+def _paged(client: Client, page: EventFilter, candidates_sql: str, where: dict[str, Any]) -> list[FeedEvent]:
+    """Up to ``page.limit`` winning events below the cursor: candidates, then their winners.
+
+    Usually two queries. Candidates that are superseded copies are skipped and the scan goes on,
+    so a page has ``page.limit`` events whenever that many exist below the cursor.
     """
     found: list[FeedEvent] = []
     cursor = page
     while True:
         # A little slack: a redelivered copy costs a candidate without yielding an event.
         scan = page.limit - len(found) + 8
-        candidates, exhausted = _feed_candidates(client, cursor, scan)
+        listed = rows(client, candidates_sql, **where, **{**cursor.parameters(), "limit": scan})
+        # Identical copies (same position) count once.
+        candidates = list(dict.fromkeys((str(key), str(mid), int(ts)) for key, mid, ts in listed))
         if not candidates:
             return found
         winners = _winning_copies(client, candidates)
@@ -194,29 +192,17 @@ def feed(client: Client, page: EventFilter) -> list[FeedEvent]:
                 found.append(winner)
                 if len(found) == page.limit:
                     return found
-        if exhausted:
+        if len(listed) < scan:
             return found
         last = candidates[-1]
         cursor = EventFilter(page.limit, (last[2], last[1]), page.types, page.events, page.hidden)
-
-
-def _feed_candidates(client: Client, page: EventFilter, scan: int) -> tuple[list[tuple[str, str, int]], bool]:
-    """Up to ``scan`` candidate positions below the cursor, and whether the scan reached the end."""
-    parameters = {**page.parameters(), "limit": scan}
-    for window in FEED_WINDOWS:
-        found = rows(client, FEED_CANDIDATES_SQL, window_seconds=window, **parameters)
-        if len(found) >= scan or window == 0:
-            # Identical copies (same position) count once.
-            unique = dict.fromkeys((str(key), str(mid), int(ts)) for key, mid, ts in found)
-            return list(unique), len(found) < scan
-    raise AssertionError("the last window is unbounded")
 
 
 def _winning_copies(
     client: Client, candidates: Sequence[tuple[str, str, int]]
 ) -> dict[tuple[str, str], FeedEvent]:
     keys = [(person_key, message_id) for person_key, message_id, _ in candidates]
-    found = rows(client, FEED_EVENTS_SQL, person_keys=sorted({key for key, _ in keys}), keys=keys)
+    found = rows(client, WINNERS_SQL, person_keys=sorted({key for key, _ in keys}), keys=keys)
     width = len(EVENT_FIELDS)
     events = (EventRow(*row[:width]) for row in found)
     return {

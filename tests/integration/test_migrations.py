@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,11 @@ from feedhouse.settings import Settings
 from tests.conftest import ROOT, settings_env
 
 pytestmark = pytest.mark.integration
+
+# The tables and views a migration creates (the names its down file must drop).
+CREATED = re.compile(
+    r"CREATE (?:TABLE|(?:OR REPLACE |MATERIALIZED )?VIEW) (?:IF NOT EXISTS )?\$\{db\}\.(\w+)"
+)
 
 
 def schema(client: Client, database: str) -> list[tuple[str, str, str]]:
@@ -58,6 +64,9 @@ def test_applies_every_migration_then_nothing(ch_client: Client, settings: Setti
         "profiles",
         "audience_membership",
         "groups",
+        "events_by_person_time",
+        "events_by_time",
+        "person_recency",
         "schema_migrations",
     } <= names
 
@@ -81,7 +90,9 @@ def test_down_reverts_the_last_n_and_up_restores_them(clickhouse: Client, settin
     assert sorted(applied_versions(clickhouse, database)) == [m.version for m in discover()[:-2]]
     assert [m.version for m in pending(clickhouse, database)] == [m.version for m in latest]
     remaining = {name for name, _, _ in schema(clickhouse, database)}
-    assert "profiles" not in remaining and "rejected_events" not in remaining and "events" in remaining
+    created = {name for migration in latest for name in CREATED.findall(migration.up)}
+    assert created and not created & remaining, f"{sorted(created & remaining)} survived their down files"
+    assert "events" in remaining
 
     assert [m.version for m in migrate(clickhouse, database)] == [m.version for m in latest]
     assert schema(clickhouse, database) == full
@@ -169,3 +180,26 @@ def test_migrated_tables_have_the_columns_the_schemas_describe(
             if default_kind == "ALIAS"
         }
         assert stored_only <= aliases, f"{table.name}: columns {sorted(stored_only - aliases)} have no field"
+
+
+def test_the_read_side_lookup_tables_are_backfilled_from_stored_events(
+    clickhouse: Client, settings: Settings
+) -> None:
+    # Events stored before 0007-0009 existed are in the lookup tables once they are applied.
+    from tests.support.offline_pipeline import OfflinePipeline
+
+    database = database_for(settings)
+    lookups = {"events_by_person_time", "events_by_time", "person_recency"}
+    versions = [m.version for m in discover() if set(CREATED.findall(m.up)) & lookups]
+    assert versions == [7, 8, 9], versions
+    rollback(clickhouse, database, len([m for m in discover() if m.version >= 7]))
+    pipeline = OfflinePipeline()
+    for index in range(5):
+        pipeline.add({"type": "track", "messageId": f"m{index}", "userId": f"u{index % 2}", "event": "E"})
+    pipeline.flush(clickhouse)
+    migrate(clickhouse, database)
+    counts = {
+        table: int(clickhouse.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0])
+        for table in lookups
+    }
+    assert counts == {"events_by_person_time": 5, "events_by_time": 5, "person_recency": 2}, counts
