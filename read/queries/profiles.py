@@ -160,10 +160,17 @@ class ProfileRows:
     group_traits: dict[str, str]
 
 
+def id_states(client: Client, ids: Sequence[str]) -> tuple[IdStateRow, ...]:
+    """The current ``id_state`` row of each of ``ids`` that has one, by id."""
+    if not ids:
+        return ()
+    return tuple(IdStateRow(*row) for row in rows(client, STATES_SQL, ids=list(ids)))
+
+
 def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
     """The rows a profile is merged from: two queries, a third when its ids have groups."""
     count, first, last, users, anonymous, previous = one(client, ACTIVITY_SQL, ids=list(ids))
-    states = tuple(IdStateRow(*row) for row in rows(client, STATES_SQL, ids=list(ids)))
+    states = id_states(client, ids)
     groups = sorted({state.group_id for state in states if state.group_id})
     traits: dict[str, str] = {}
     if groups:

@@ -7,6 +7,7 @@ lookup tables, then each candidate's winning copy is read from ``events`` (see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -55,16 +56,36 @@ EVENT_FIELDS = tuple(field.name for field in fields(EventRow))
 EVENT_COLUMNS = EVENTS.select_list(EVENT_FIELDS)
 
 # Filters shared by the timeline and the feed. An empty array means "no filter"; page events
-# are hidden unless asked for (hidden=1) or explicitly listed in the types.
-EVENT_FILTERS = """
+# are hidden unless asked for (hidden=1) or explicitly listed in the types; start / end bound
+# the event time (has_start / has_end say whether they apply).
+COMMON_FILTERS = """
+    AND (empty({types:Array(String)}) OR type IN {types:Array(String)})
+    AND (empty({events:Array(String)}) OR event IN {events:Array(String)})
+    AND (empty({exclude:Array(String)}) OR event NOT IN {exclude:Array(String)})
+    AND ({hidden:UInt8} = 1 OR type != 'page' OR has({types:Array(String)}, 'page'))
+    AND ({has_start:UInt8} = 0 OR timestamp >= fromUnixTimestamp64Micro({start_ts:Int64}, 'UTC'))
+    AND ({has_end:UInt8} = 0 OR timestamp < fromUnixTimestamp64Micro({end_ts:Int64}, 'UTC'))
+"""
+# Newest first: strictly below the cursor (the plain bound on timestamp lets the primary key prune).
+EVENT_FILTERS = compose(
+    """
     AND ({first_page:UInt8} = 1
          OR (timestamp, message_id)
             < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_id:String}))
     AND ({first_page:UInt8} = 1 OR timestamp <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'))
-    AND (empty({types:Array(String)}) OR type IN {types:Array(String)})
-    AND (empty({events:Array(String)}) OR event IN {events:Array(String)})
-    AND ({hidden:UInt8} = 1 OR type != 'page' OR has({types:Array(String)}, 'page'))
-"""
+$common""",
+    common=COMMON_FILTERS,
+)
+# Oldest first (the Profile API's sort=asc): strictly above the cursor.
+ASCENDING_FILTERS = compose(
+    """
+    AND ({first_page:UInt8} = 1
+         OR (timestamp, message_id)
+            > (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_id:String}))
+    AND ({first_page:UInt8} = 1 OR timestamp >= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'))
+$common""",
+    common=COMMON_FILTERS,
+)
 
 # Both pages go in two steps, so that only the page's rows are read in full:
 # 1. candidate positions, newest first, from a lookup table holding the small columns of every
@@ -87,6 +108,18 @@ ORDER BY timestamp DESC, message_id DESC
 LIMIT {limit:UInt32}
 """,
     filters=EVENT_FILTERS,
+)
+
+TIMELINE_ASCENDING_SQL = compose(
+    """
+SELECT person_key, message_id, toUnixTimestamp64Micro(timestamp) AS ts
+FROM events_by_person_time
+WHERE person_key IN {ids:Array(String)}
+$filters
+ORDER BY timestamp ASC, message_id ASC
+LIMIT {limit:UInt32}
+""",
+    filters=ASCENDING_FILTERS,
 )
 
 FEED_CANDIDATES_SQL = compose(
@@ -132,13 +165,19 @@ LIMIT 1 BY person_key, message_id
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """A page request: strictly before ``before`` (timestamp µs, messageId), at most ``limit``."""
+    """A page request: at most ``limit`` events strictly past the cursor ``before`` (timestamp µs,
+    messageId), newest first, or oldest first when ``ascending`` (the cursor is then a lower bound).
+    """
 
     limit: int
     before: tuple[int, str] | None = None
     types: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     hidden: bool = False
+    exclude: tuple[str, ...] = ()
+    start: int | None = None  # event time bounds, epoch µs: start <= timestamp < end
+    end: int | None = None
+    ascending: bool = False
 
     def parameters(self) -> dict[str, Any]:
         before_ts, before_id = self.before if self.before is not None else (0, "")
@@ -148,16 +187,26 @@ class EventFilter:
             "before_id": before_id,
             "types": list(self.types),
             "events": list(self.events),
+            "exclude": list(self.exclude),
             "hidden": 1 if self.hidden else 0,
+            "has_start": 0 if self.start is None else 1,
+            "start_ts": self.start or 0,
+            "has_end": 0 if self.end is None else 1,
+            "end_ts": self.end or 0,
             "limit": self.limit,
         }
+
+    def past(self, position: tuple[int, str]) -> EventFilter:
+        """The same request, continuing past ``position``."""
+        return dataclasses.replace(self, before=position)
 
 
 def timeline(client: Client, ids: Sequence[str], page: EventFilter) -> list[EventRow]:
     """The newest events of ``ids`` (a profile's) matching ``page``, newest first."""
     if not ids:
         return []
-    found = _paged(client, page, TIMELINE_CANDIDATES_SQL, {"ids": list(ids)})
+    statement = TIMELINE_ASCENDING_SQL if page.ascending else TIMELINE_CANDIDATES_SQL
+    found = _paged(client, page, statement, {"ids": list(ids)})
     return [event for event, _ in found]
 
 
@@ -166,6 +215,8 @@ FeedEvent = tuple[EventRow, str | None]  # an event and the profile it resolves 
 
 def feed(client: Client, page: EventFilter) -> list[FeedEvent]:
     """The newest events of every profile matching ``page``, each with its resolved profile."""
+    if page.ascending:
+        raise ValueError("the feed pages newest first only")
     return _paged(client, page, FEED_CANDIDATES_SQL, {})
 
 
@@ -195,7 +246,7 @@ def _paged(client: Client, page: EventFilter, candidates_sql: str, where: dict[s
         if len(listed) < scan:
             return found
         last = candidates[-1]
-        cursor = EventFilter(page.limit, (last[2], last[1]), page.types, page.events, page.hidden)
+        cursor = page.past((last[2], last[1]))
 
 
 def _winning_copies(

@@ -1,0 +1,159 @@
+"""People by last seen: the people list of the app, newest activity first, by keyset.
+
+``person_recency`` (migration 0009) holds, per insert, each person_key's newest event time,
+ordered by (last_seen, person_key). Older rows of a person stay behind, so a page walks the
+table from the cursor down and keeps a row only when
+
+1. it is its person_key's newest time (``max(timestamp)`` over ``events_by_person_time``), and
+2. that person_key is the most recent id of its profile (every id of the profile resolved
+   through ``id_mapping`` with the ``MEMBERS_OF`` fragment; ties go to the larger id),
+
+so each profile appears once, at its newest event, whatever merges happened since. "Last seen"
+here is the newest time carried by any received copy of any event of the profile.
+
+A predicate on merged state (:class:`feedhouse.read.queries.search.ProfileQuery`) may filter
+the walk: that is how a common trait value (``plan=pro``) pages by last seen without counting
+every match. Selective filters (an email) are faster from the lookup tables: see
+:func:`rank_by_last_seen`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from feedhouse.read.queries.profiles import CURRENT_MAPPINGS_SQL, MEMBERS_OF
+from feedhouse.read.sql import compose, one, rows
+
+RECENCY_SQL = """
+SELECT toUnixTimestamp64Micro(last_seen), person_key
+FROM person_recency
+WHERE {first_page:UInt8} = 1
+   OR (last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+       AND (last_seen, person_key)
+           < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
+ORDER BY last_seen DESC, person_key DESC
+LIMIT {limit:UInt32}
+"""
+
+# Each id's newest event time (every received copy counts, as in person_recency).
+LAST_SEEN_SQL = """
+SELECT person_key, toUnixTimestamp64Micro(max(timestamp))
+FROM events_by_person_time
+WHERE person_key IN {ids:Array(String)}
+GROUP BY person_key
+"""
+
+MEMBERS_SQL = compose(
+    "WITH $members SELECT members",
+    members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
+)
+
+Position = tuple[int, str]  # (last seen in epoch µs, id): the keyset position of a row
+
+
+@dataclass(frozen=True, slots=True)
+class RecentProfile:
+    """A profile of the list: its canonical id, newest event time and every id it has."""
+
+    profile_id: str
+    last_seen: int
+    ids: tuple[str, ...]
+    position: Position
+
+
+def profile_ids(client: Client, profiles: Sequence[str]) -> dict[str, list[str]]:
+    """Every id of each profile (canonical id included), verified against the current mapping."""
+    ids: dict[str, list[str]] = {profile: [] for profile in profiles}
+    if not profiles:
+        return ids
+    members, owners = one(client, MEMBERS_SQL, profiles=list(profiles))[0]
+    for identifier, owner in zip(members, owners, strict=True):
+        if owner in ids and identifier not in ids[owner]:
+            ids[owner].append(identifier)
+    return ids
+
+
+def last_seen(client: Client, ids: Iterable[str]) -> dict[str, int]:
+    """Each id's newest event time (ids without events are absent)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {str(key): int(ts) for key, ts in rows(client, LAST_SEEN_SQL, ids=wanted)}
+
+
+def _profiles_of(client: Client, keys: Sequence[str]) -> dict[str, str]:
+    found = {str(key): str(owner) for key, owner in rows(client, CURRENT_MAPPINGS_SQL, ids=list(keys))}
+    return {key: found.get(key) or key for key in keys}
+
+
+def recent_profiles(
+    client: Client,
+    before: Position | None,
+    limit: int,
+    keep: Callable[[list[str]], set[str]] | None = None,
+) -> tuple[list[RecentProfile], Position | None]:
+    """The next ``limit`` profiles below ``before``, newest activity first; and the next cursor.
+
+    ``keep`` (optional) is given a round's candidate profile ids and returns those to show (a
+    filter on merged state). The cursor is the position of the last row *scanned*, so pages
+    neither repeat nor skip; it is None when the table is exhausted.
+    """
+    found: list[RecentProfile] = []
+    shown: set[str] = set()
+    cursor = before
+    while len(found) < limit:
+        # Scan more than asked: stale rows and filtered-out profiles cost candidates.
+        scan = max(64, (limit - len(found)) * (8 if keep else 3))
+        candidates = [
+            (int(ts), str(key))
+            for ts, key in rows(
+                client,
+                RECENCY_SQL,
+                first_page=1 if cursor is None else 0,
+                before_ts=cursor[0] if cursor else 0,
+                before_key=cursor[1] if cursor else "",
+                limit=scan,
+            )
+        ]
+        if not candidates:
+            return found, None
+        newest = last_seen(client, (key for _, key in candidates))
+        current = [(ts, key) for ts, key in candidates if newest.get(key) == ts]
+        owners = _profiles_of(client, sorted({key for _, key in current}))
+        profiles = sorted({owners[key] for _, key in current} - shown)
+        members = profile_ids(client, profiles)
+        seen = last_seen(client, (i for ids in members.values() for i in ids if i not in newest))
+        seen.update(newest)
+        wanted = keep(profiles) if keep and profiles else set(profiles)
+        for ts, key in current:
+            profile = owners[key]
+            if profile in shown or profile not in wanted:
+                continue
+            ids = members.get(profile) or [profile]
+            best = max((seen[i], i) for i in ids if i in seen) if any(i in seen for i in ids) else None
+            if best != (ts, key):
+                continue  # another id of this profile is more recent: the profile is listed there
+            shown.add(profile)
+            found.append(RecentProfile(profile, ts, tuple(sorted(ids)), (ts, key)))
+            if len(found) == limit:
+                return found, (ts, key)
+        if len(candidates) < scan:
+            return found, None
+        cursor = candidates[-1]
+    return found, cursor
+
+
+def rank_by_last_seen(client: Client, profiles: Sequence[str]) -> list[RecentProfile]:
+    """``profiles`` (a selective search's matches) newest activity first; never seen ones last."""
+    members = profile_ids(client, profiles)
+    seen = last_seen(client, (i for ids in members.values() for i in ids))
+    ranked = []
+    for profile in profiles:
+        ids = members.get(profile) or [profile]
+        times = [(seen[i], i) for i in ids if i in seen]
+        best = max(times) if times else (0, profile)
+        ranked.append(RecentProfile(profile, best[0], tuple(sorted(ids)), best))
+    return sorted(ranked, key=lambda p: p.position, reverse=True)
