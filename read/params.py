@@ -21,6 +21,7 @@ from feedhouse.http import HttpError
 
 EVENT_CURSOR = "e"
 PROFILE_CURSOR = "p"
+RECENCY_CURSOR = "r"  # the people list by last seen: (last seen µs, id)
 MAX_CURSOR_CHARS = 4096
 MAX_TRAIT_FILTERS = 10
 MAX_NAME_CHARS = 1024  # event names, trait names and values, audience keys
@@ -165,7 +166,7 @@ def decode_cursor(raw: str, kind: str) -> list[Any]:
     if not isinstance(decoded, list) or not decoded or decoded[0] != kind:
         raise invalid("cursor", "is not a cursor of this endpoint")
     position = decoded[1:]
-    if kind == EVENT_CURSOR and _event_position(position):
+    if kind in (EVENT_CURSOR, RECENCY_CURSOR) and _event_position(position):
         return position
     if kind == PROFILE_CURSOR and len(position) == 1 and isinstance(position[0], str):
         return [checked_text(position[0], "cursor")]

@@ -185,3 +185,28 @@ def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
         states=states,
         group_traits=traits,
     )
+
+
+# Events per day of a profile's ids since ``since`` (one count per messageId, at its newest
+# receipt's time), from the small columns of events_by_person_time.
+ACTIVITY_PER_DAY_SQL = """
+SELECT toUnixTimestamp(toStartOfDay(newest)) AS day, count()
+FROM
+(
+    SELECT argMax(timestamp, received_at) AS newest
+    FROM events_by_person_time
+    WHERE person_key IN {ids:Array(String)} AND timestamp >= fromUnixTimestamp64Micro({since:Int64}, 'UTC')
+    GROUP BY person_key, message_id
+)
+GROUP BY day
+ORDER BY day
+"""
+
+
+def activity_per_day(client: Client, ids: Sequence[str], since: int) -> dict[int, int]:
+    """Epoch second of each UTC day since ``since`` (µs) -> events that day, days without events absent."""
+    if not ids:
+        return {}
+    return {
+        int(day): int(count) for day, count in rows(client, ACTIVITY_PER_DAY_SQL, ids=list(ids), since=since)
+    }
