@@ -290,3 +290,99 @@ def test_an_avatar_that_cannot_load_gives_way_to_initials(pages: Pages, tab: Bro
     expect(tab.page.locator(".person-head .avatar .initials")).to_have_text("AL")
     # The browser logs the failed image request itself; that one message is the only one allowed.
     tab.assert_clean(allowed_console=(f"net::ERR_NAME_NOT_RESOLVED at {{'url': '{avatar}'",))
+
+
+IMG = '<img src=x onerror="window.__pwned=1;alert(1)">'
+SCRIPT = "</script><script>window.__pwned=2;alert(2)</script>"
+SVG = '"><svg onload="window.__pwned=3;alert(3)">'
+RTL = "\u202egnp.exe\u202c \u2067isolate\u2069"
+LONG = "W" * 10_000  # one unbroken 10 KB word
+
+
+def hostile_calls() -> list[dict[str, Any]]:
+    """Events whose every field carries markup, script, bidi overrides or 10 KB strings."""
+    user = f"{IMG}{RTL}"
+    device = f"{SCRIPT}-device"
+    group = f"{SVG}-group"
+    audience = f"{IMG}_audience"
+    nasty = {
+        "html": IMG,
+        "script": SCRIPT,
+        "svg": SVG,
+        "rtl": RTL,
+        "template": "{{7*7}} {% raw %}",
+        IMG: SCRIPT,
+        "url": "javascript:window.__pwned=4;alert(4)",
+    }
+    return [
+        call("page", "h-1", 0, anonymousId=device, name=IMG, properties={**nasty, "long": LONG}),
+        call(
+            "identify",
+            "h-2",
+            10,
+            userId=user,
+            anonymousId=device,
+            traits={
+                "name": f"{IMG}{RTL}",
+                "email": f"{SCRIPT}@example.com",
+                "phone": SVG,
+                "avatar": "javascript:window.__pwned=5;alert(5)",
+                "plan": LONG,
+                IMG: RTL,
+            },
+            context={"page": {"title": SCRIPT, "url": "javascript:alert(6)"}, "note": LONG[:5000]},
+        ),
+        call("group", "h-3", 20, userId=user, groupId=group, traits={"name": IMG, SVG: LONG[:3000]}),
+        call("track", "h-4", 30, userId=user, event=f"{SCRIPT}{RTL}", properties={"long": LONG, "rtl": RTL}),
+        call(
+            "identify",
+            "h-5",
+            40,
+            userId=user,
+            traits={audience: True},
+            context={"personas": {"computation_class": "audience", "computation_key": audience}},
+        ),
+        call("alias", "h-6", 50, previousId=f"{SVG}-old", userId=user),
+        call("screen", "h-7", 60, userId=user, name=LONG[:2000], properties={"x": IMG}),
+    ]
+
+
+def test_hostile_data_stays_inert_and_the_layout_holds(pages: Pages, browser: Browser, app_url: str) -> None:
+    from urllib.parse import quote
+
+    pages.send(*hostile_calls())
+    user, group, audience = f"{IMG}{RTL}", f"{SVG}-group", f"{IMG}_audience"
+    paths = [
+        "/people",
+        f"/people/{quote(user, safe='')}?hidden=true",
+        f"/people/{quote(SCRIPT + '-device', safe='')}?hidden=true",
+        "/feed?hidden=true",
+        f"/groups/{quote(group, safe='')}",
+        "/audiences",
+        f"/audiences/{quote(audience, safe='')}",
+        f"/people?q={quote(SCRIPT + '@example.com', safe='')}",
+    ]
+    for width in (1280, 390):
+        tab = BrowserPage(browser, app_url, width=width, height=900)
+        try:
+            signed_in(tab, pages)
+            for path in paths:
+                response = tab.page.goto(path)
+                assert response is not None and response.status == 200, (path, response and response.status)
+                csp = response.headers.get("content-security-policy", "")
+                assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+                for summary in tab.page.locator("summary").all()[:20]:
+                    summary.click()  # every expanded detail rendered, still nothing runs
+                assert tab.page.evaluate("typeof window.__pwned") == "undefined", f"script ran on {path}"
+                assert tab.page.locator("body img:not([data-fallback]), svg[onload], [onerror]").count() == 0
+                assert tab.page.locator('img[src^="javascript"]').count() == 0
+                page_width, viewport = tab.no_horizontal_overflow()
+                assert page_width <= viewport, f"{path} at {width}px: the page is {page_width}px wide"
+            # The markup is shown as text, exactly as sent.
+            tab.page.goto(f"/people/{quote(user, safe='')}?hidden=true")
+            expect(tab.page.get_by_role("heading", level=1)).to_contain_text(
+                '<img src=x onerror="window.__pwned'
+            )
+            tab.assert_clean()
+        finally:
+            tab.close()
