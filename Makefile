@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test unit integration lint bench clean chromium
+.PHONY: install dev test unit integration lint bench clean chromium screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ integration: $(STAMP) chromium
 
 test: lint chromium
 	$(BIN)/pytest -q
+
+# The app's screenshots in docs/img (README), made by the browser tests themselves.
+screenshots: $(STAMP) chromium
+	FEEDHOUSE_SCREENSHOTS=docs/img $(BIN)/pytest tests/integration/test_app_browser.py -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --update-docs

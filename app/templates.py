@@ -37,6 +37,13 @@ def shown_time(micros: int | None) -> str:
     return "never" if found is None else found.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def iso_shown(value: object) -> str:
+    """An ISO-8601 UTC time from the read model (``...Z``) as shown on pages ("" for none)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    return value.replace("T", " ").split(".")[0].removesuffix("Z") + " UTC"
+
+
 def ago(micros: int | None, now: float | None = None) -> str:
     """A short relative time ("5 min ago", "in 2 d" for clocks ahead)."""
     if micros is None:
@@ -142,6 +149,7 @@ def build_templates() -> Jinja2Templates:
     filters: dict[str, Any] = {
         "iso_time": iso_time,
         "shown_time": shown_time,
+        "iso_shown": iso_shown,
         "ago": ago,
         "clip": clip,
         "display": display,

@@ -2,7 +2,8 @@
 
 Starts the embedded Tansu broker, creates the topics, applies the ClickHouse migrations
 (chDB under the data directory), starts one identity worker process, and serves the gateway
-(ingestion + read API) with the sink inside the same process (chDB is owned by one process).
+(ingestion, read API, the app's pages at /) with the sink inside the same process (chDB is
+owned by one process).
 Ctrl-C stops everything. The embedded broker keeps its data in memory, so each start begins
 from empty topics; the ClickHouse data of the previous run is cleared too, because identity
 state lives in Kafka and both must start together.
@@ -29,10 +30,13 @@ from feedhouse.settings import Settings, to_env
 BANNER = """
 Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink in the gateway).
 
+  App (people, feed)         {url}/            sign in with the read token: {read_token}
   Ingest (Segment HTTP API)  {url}/v1/batch   (also /v1/track, /v1/identify, ...)
   Write key                  {write_key}       (HTTP Basic user name, empty password)
   Read API                   {url}/v1/profiles/{{id}}, /v1/feed, ...
-  Read token                 {read_token}      (Authorization: Bearer ...)
+  Read token                 {read_token}      (Authorization: Bearer ...; the app's sign-in)
+  Profile API (Segment's)    {url}/v1/spaces/{space_id}/collections/users/profiles/user_id:{{id}}/traits
+                             (HTTP Basic, the read token as user name)
   Admin token                {admin_token}     (Authorization: Bearer ...; administration)
   Metrics / health           {url}/metrics  {url}/readyz
   Kafka                      {kafka}
@@ -81,6 +85,7 @@ def run_dev(base: Settings) -> int:
                 url=url,
                 write_key=settings.write_keys[0],
                 read_token=settings.read_token,
+                space_id=settings.space_id,
                 admin_token=settings.admin_token,
                 kafka=broker.bootstrap,
                 clickhouse=settings.effective_clickhouse_url,

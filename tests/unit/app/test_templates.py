@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from feedhouse.app.templates import ago, avatar_url, build_templates, clip, event_title, initials, urlpart
+from feedhouse.app.templates import (
+    ago,
+    avatar_url,
+    build_templates,
+    clip,
+    event_title,
+    initials,
+    iso_shown,
+    urlpart,
+)
 
 
 def test_only_plain_https_avatars_are_shown() -> None:
@@ -36,6 +45,7 @@ def test_initials_clip_and_relative_times() -> None:
     assert ago(int((now + 7200) * 1e6), now) == "in 2 h"
     assert ago(None) == "never"
     assert urlpart("a/b?c#d e") == "a%2Fb%3Fc%23d%20e"
+    assert iso_shown("2026-11-04T09:00:05.000000Z") == "2026-11-04 09:00:05 UTC" and iso_shown(None) == ""
 
 
 def test_event_titles() -> None:
