@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from feedhouse.app.templates import HERE
 from feedhouse.app.views.audiences import audience_page, audiences_page
 from feedhouse.app.views.auth import AuthViews
-from feedhouse.app.views.common import AppContext, ClientFactory
+from feedhouse.app.views.common import AppContext, ClientFactory, LaneFactory
 from feedhouse.app.views.feed import feed_page
 from feedhouse.app.views.groups import group_page
 from feedhouse.app.views.people import people_page
@@ -16,9 +16,15 @@ from feedhouse.app.views.person import person_page
 from feedhouse.settings import Settings
 
 
-def app_routes(settings: Settings, client: ClientFactory) -> list[BaseRoute]:
-    """Sign-in, the pages, and their static files (``/static``, vendored: no CDN, no build step)."""
-    ctx = AppContext(settings, client)
+def app_routes(
+    settings: Settings, client: ClientFactory, lanes: LaneFactory | None = None
+) -> list[BaseRoute]:
+    """Sign-in, the pages, and their static files (``/static``, vendored: no CDN, no build step).
+
+    ``client()`` gives the ClickHouse client; ``lanes(n)``, when given, the clients a page uses to
+    run its independent queries side by side (``LANES`` of them).
+    """
+    ctx = AppContext(settings, client, lanes)
     auth = AuthViews(ctx)
     pages = [
         ("/", "app:people", people_page),

@@ -279,6 +279,9 @@ def main() -> None:
     parser.add_argument("--data-dir", help="chDB data directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory, reuse it next time")
     parser.add_argument(
+        "--load-only", action="store_true", help="load the dataset (with --keep), measure nothing"
+    )
+    parser.add_argument(
         "--optimize", action="store_true", help="OPTIMIZE ... FINAL every table first (fully merged data)"
     )
     args = parser.parse_args()
@@ -303,6 +306,8 @@ def main() -> None:
                 " WHERE active AND database = currentDatabase() GROUP BY table ORDER BY table"
             ).result_rows
         }
+        if args.load_only:
+            return
         if args.optimize:
             started = time.perf_counter()
             for (table,) in client.query(
@@ -314,7 +319,10 @@ def main() -> None:
             print(f"  every table merged in {result.details['optimize_seconds']} s", flush=True)
         result.params["optimized"] = args.optimize
         inputs = samples(client, args.samples, args.seed)
-        app = Starlette(routes=read_routes(settings, lambda: client) + app_routes(settings, lambda: client))
+        lanes = lambda lane: get_client(settings, f"app-{lane}")  # noqa: E731 - as the server passes them
+        app = Starlette(
+            routes=read_routes(settings, lambda: client) + app_routes(settings, lambda: client, lanes)
+        )
         with TestClient(app) as http:
             signed = http.post("/login", data={"token": TOKEN}, follow_redirects=False)
             if signed.status_code != 303:

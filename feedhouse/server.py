@@ -85,7 +85,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
     routes += read_routes(settings, lambda: get_client(settings))
     # The app's pages at / (sign-in, people, timelines, feed, groups, audiences).
-    routes += app_routes(settings, lambda: get_client(settings))
+    routes += app_routes(
+        settings, lambda: get_client(settings), lambda lane: get_client(settings, f"app-{lane}")
+    )
     routes += [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -195,7 +195,12 @@ class ReadApi:
         self.records: dict[str, dict[str, Any]] = {}
         routes = read_routes(settings, lambda: clickhouse)
         if with_app:
-            routes += app_routes(settings, lambda: clickhouse)
+            from feedhouse.clickhouse.client import get_client
+
+            # Lanes are more chDB clients on the same engine: the pages' parallel queries are real.
+            routes += app_routes(
+                settings, lambda: clickhouse, lambda lane: get_client(settings, f"lane-{lane}")
+            )
         self.asgi = Starlette(routes=routes)
         self.http = TestClient(self.asgi, follow_redirects=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,10 @@ from feedhouse.settings import Settings
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], Client]
+# Extra clients, by lane number, so that a page's independent queries run side by side (calls
+# through one client are serialised; chDB runs calls on different clients in parallel).
+LaneFactory = Callable[[int], Client]
+LANES = 3
 View = Callable[["AppContext", Request, Session], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_QUERY_CHARS = 4096  # a page's whole query string
@@ -59,11 +64,27 @@ def query_without(request: Request, *names: str) -> dict[str, str]:
 class AppContext:
     """Settings, sessions, templates and the ClickHouse client of the app's views."""
 
-    def __init__(self, settings: Settings, client: ClientFactory) -> None:
+    def __init__(self, settings: Settings, client: ClientFactory, lanes: LaneFactory | None = None) -> None:
         self.settings = settings
         self.client = client
+        self.lanes = lanes
+        self.pool = ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="app-lane") if lanes else None
         self.sessions = Sessions(settings)
         self.templates = build_templates()
+
+    def side_by_side(self, *calls: tuple[Callable[..., Any], tuple[Any, ...]]) -> list[Any]:
+        """Run blocking query functions concurrently, each with a client of its own lane; their results.
+
+        Called from a worker thread (inside :meth:`run`). Without lanes they run one after another
+        on the shared client.
+        """
+        if self.pool is None or self.lanes is None:
+            return [function(self.client(), *args) for function, args in calls]
+        lanes = self.lanes
+        futures = [
+            self.pool.submit(function, lanes(index), *args) for index, (function, args) in enumerate(calls)
+        ]
+        return [future.result() for future in futures]
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """A blocking query function in the thread pool, given the client first."""

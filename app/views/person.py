@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from clickhouse_connect.driver.client import Client
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from feedhouse.app.charts import DAY, Chart, activity_chart, day_range
+from feedhouse.app.charts import DAY, Chart, activity_chart
 from feedhouse.app.session import Session
 from feedhouse.app.templates import urlpart
 from feedhouse.app.views.common import AppContext, filled, query_without, wants_fragment, wants_json
@@ -71,11 +71,12 @@ def next_link(request: Request, base: str, cursor: str | None) -> str | None:
 
 
 def _person(
-    client: Client, identifier: str, page: timelines.EventFilter, with_profile: bool
+    ctx: AppContext, identifier: str, page: timelines.EventFilter, with_profile: bool
 ) -> dict[str, Any]:
+    client = ctx.client()
     resolution = profiles.resolve(client, identifier)
-    events = timelines.timeline(client, resolution.ids, page)
     if not with_profile:
+        events = timelines.timeline(client, resolution.ids, page)
         if (
             not events
             and page.before is None
@@ -83,14 +84,15 @@ def _person(
         ):
             raise HttpError(404, "not_found", f"no person has the id {identifier!r}")
         return {"events": [(event, resolution.profile_id) for event in events]}
-    rows = profiles.profile_rows(client, resolution.ids)
+    # The profile, its timeline and its activity chart only depend on the ids: side by side.
+    rows, events, per_day = ctx.side_by_side(
+        (profiles.profile_rows, (resolution.ids,)),
+        (timelines.timeline, (resolution.ids, page)),
+        (profiles.activity_per_day, (resolution.ids, CHART_DAYS)),
+    )
     if not (resolution.mapped or rows.event_count or rows.states):
         raise HttpError(404, "not_found", f"no person has the id {identifier!r}")
     merged = merge_states(rows.states)
-    per_day: dict[int, int] = {}
-    if rows.last_seen is not None:
-        first_day, _ = day_range(rows.last_seen // 1_000_000, CHART_DAYS)
-        per_day = profiles.activity_per_day(client, resolution.ids, first_day * 1_000_000)
     return {
         "profile": profile_json(resolution, rows),
         "trait_times": merged.trait_times,
@@ -118,7 +120,7 @@ async def person_page(ctx: AppContext, request: Request, session: Session) -> Re
     params = Params(filled(request), TIMELINE_PARAMS)
     page = event_filter(params)
     fragment = wants_fragment(request)
-    found = await ctx.run(_person, identifier, page, not fragment)
+    found = await run_in_threadpool(_person, ctx, identifier, page, not fragment)
     timeline = page_of(found["events"], page)
     base = f"/people/{urlpart(identifier)}"
     more = next_link(request, base, timeline.next_cursor)

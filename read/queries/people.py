@@ -24,19 +24,58 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from feedhouse.read.queries.profiles import CURRENT_MAPPINGS_SQL, MEMBERS_OF
+from feedhouse.read.queries.profiles import MEMBERS_OF
 from feedhouse.read.sql import compose, one, rows
 
-RECENCY_SQL = """
-SELECT toUnixTimestamp64Micro(last_seen), person_key
-FROM person_recency
-WHERE {first_page:UInt8} = 1
-   OR (last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
-       AND (last_seen, person_key)
-           < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
-ORDER BY last_seen DESC, person_key DESC
-LIMIT {limit:UInt32}
-"""
+# One round of the walk in one query (round trips cost more than analysing the scalars): the next
+# rows of person_recency below the cursor, every id of the profiles they resolve to (verified,
+# MEMBERS_OF), and the newest event time of each of those ids and of the scanned person_keys.
+ROUND_SQL = compose(
+    """
+WITH
+    (
+        SELECT groupArray((ts, key))
+        FROM
+        (
+            SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key AS key
+            FROM person_recency
+            WHERE {first_page:UInt8} = 1
+               OR (last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+                   AND (last_seen, person_key)
+                       < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
+            ORDER BY last_seen DESC, person_key DESC
+            LIMIT {limit:UInt32}
+        )
+    ) AS scanned,
+    arrayDistinct(arrayMap(row -> row.2, scanned)) AS keys,
+    (
+        SELECT groupUniqArray(if(mapping.profile_id = '', candidate.id, mapping.profile_id))
+        FROM (SELECT arrayJoin(keys) AS id) AS candidate
+        LEFT JOIN
+        (
+            SELECT id, argMax(profile_id, version) AS profile_id
+            FROM id_mapping
+            WHERE id IN (SELECT arrayJoin(keys))
+            GROUP BY id
+        ) AS mapping ON mapping.id = candidate.id
+    ) AS candidate_profiles,
+$members
+SELECT
+    scanned,
+    members,
+    (
+        SELECT groupArray((person_key, ts))
+        FROM
+        (
+            SELECT person_key, toUnixTimestamp64Micro(max(timestamp)) AS ts
+            FROM events_by_person_time
+            WHERE person_key IN (SELECT arrayJoin(arrayConcat(members.1, keys)))
+            GROUP BY person_key
+        )
+    ) AS seen
+""",
+    members=compose(MEMBERS_OF, profiles="candidate_profiles"),
+)
 
 # Each id's newest event time (every received copy counts, as in person_recency).
 LAST_SEEN_SQL = """
@@ -84,11 +123,6 @@ def last_seen(client: Client, ids: Iterable[str]) -> dict[str, int]:
     return {str(key): int(ts) for key, ts in rows(client, LAST_SEEN_SQL, ids=wanted)}
 
 
-def _profiles_of(client: Client, keys: Sequence[str]) -> dict[str, str]:
-    found = {str(key): str(owner) for key, owner in rows(client, CURRENT_MAPPINGS_SQL, ids=list(keys))}
-    return {key: found.get(key) or key for key in keys}
-
-
 def recent_profiles(
     client: Client,
     before: Position | None,
@@ -102,42 +136,38 @@ def recent_profiles(
     neither repeat nor skip; it is None when the table is exhausted.
     """
     found: list[RecentProfile] = []
-    shown: set[str] = set()
     cursor = before
     while len(found) < limit:
         # Scan more than asked: stale rows and filtered-out profiles cost candidates.
         scan = max(64, (limit - len(found)) * (8 if keep else 3))
-        candidates = [
-            (int(ts), str(key))
-            for ts, key in rows(
-                client,
-                RECENCY_SQL,
-                first_page=1 if cursor is None else 0,
-                before_ts=cursor[0] if cursor else 0,
-                before_key=cursor[1] if cursor else "",
-                limit=scan,
-            )
-        ]
+        scanned, (member_ids, owners), seen_pairs = one(
+            client,
+            ROUND_SQL,
+            first_page=1 if cursor is None else 0,
+            before_ts=cursor[0] if cursor else 0,
+            before_key=cursor[1] if cursor else "",
+            limit=scan,
+        )
+        candidates = [(int(ts), str(key)) for ts, key in scanned]
         if not candidates:
             return found, None
-        newest = last_seen(client, (key for _, key in candidates))
-        current = [(ts, key) for ts, key in candidates if newest.get(key) == ts]
-        owners = _profiles_of(client, sorted({key for _, key in current}))
-        profiles = sorted({owners[key] for _, key in current} - shown)
-        members = profile_ids(client, profiles)
-        seen = last_seen(client, (i for ids in members.values() for i in ids if i not in newest))
-        seen.update(newest)
+        seen = {str(key): int(ts) for key, ts in seen_pairs}
+        owner = {str(i): str(p) for i, p in zip(member_ids, owners, strict=True)}
+        ids: dict[str, list[str]] = {}
+        for identifier, profile in owner.items():
+            ids.setdefault(profile, []).append(identifier)
+        current = [(ts, key) for ts, key in candidates if seen.get(key) == ts]
+        profiles = sorted({owner.get(key, key) for _, key in current})
         wanted = keep(profiles) if keep and profiles else set(profiles)
         for ts, key in current:
-            profile = owners[key]
-            if profile in shown or profile not in wanted:
+            profile = owner.get(key, key)
+            if profile not in wanted:
                 continue
-            ids = members.get(profile) or [profile]
-            best = max((seen[i], i) for i in ids if i in seen) if any(i in seen for i in ids) else None
-            if best != (ts, key):
+            members = ids.get(profile) or [profile]
+            times = [(seen[i], i) for i in members if i in seen]
+            if not times or max(times) != (ts, key):
                 continue  # another id of this profile is more recent: the profile is listed there
-            shown.add(profile)
-            found.append(RecentProfile(profile, ts, tuple(sorted(ids)), (ts, key)))
+            found.append(RecentProfile(profile, ts, tuple(sorted(members)), (ts, key)))
             if len(found) == limit:
                 return found, (ts, key)
         if len(candidates) < scan:

@@ -187,15 +187,18 @@ def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
     )
 
 
-# Events per day of a profile's ids since ``since`` (one count per messageId, at its newest
-# receipt's time), from the small columns of events_by_person_time.
+# Events per day of a profile's ids over the ``days`` days ending with its newest event (one count
+# per messageId, at its newest receipt's time), from the small columns of events_by_person_time.
 ACTIVITY_PER_DAY_SQL = """
-SELECT toUnixTimestamp(toStartOfDay(newest)) AS day, count()
+WITH
+    (SELECT max(timestamp) FROM events_by_person_time WHERE person_key IN {ids:Array(String)}) AS newest,
+    toStartOfDay(newest) - toIntervalDay({days:UInt16} - 1) AS since
+SELECT toUnixTimestamp(toStartOfDay(winner)) AS day, count()
 FROM
 (
-    SELECT argMax(timestamp, received_at) AS newest
+    SELECT argMax(timestamp, received_at) AS winner
     FROM events_by_person_time
-    WHERE person_key IN {ids:Array(String)} AND timestamp >= fromUnixTimestamp64Micro({since:Int64}, 'UTC')
+    WHERE person_key IN {ids:Array(String)} AND timestamp >= since
     GROUP BY person_key, message_id
 )
 GROUP BY day
@@ -203,10 +206,10 @@ ORDER BY day
 """
 
 
-def activity_per_day(client: Client, ids: Sequence[str], since: int) -> dict[int, int]:
-    """Epoch second of each UTC day since ``since`` (µs) -> events that day, days without events absent."""
+def activity_per_day(client: Client, ids: Sequence[str], days: int) -> dict[int, int]:
+    """Epoch second of each UTC day -> events that day, over the ``days`` days ending with the
+    profile's newest event; days without events are absent."""
     if not ids:
         return {}
-    return {
-        int(day): int(count) for day, count in rows(client, ACTIVITY_PER_DAY_SQL, ids=list(ids), since=since)
-    }
+    found = rows(client, ACTIVITY_PER_DAY_SQL, ids=list(ids), days=days)
+    return {int(day): int(count) for day, count in found}

@@ -133,7 +133,20 @@ LIMIT {limit:UInt32}
     filters=EVENT_FILTERS,
 )
 
+# The newest receipt of each candidate message, read once from ``events`` by primary key.
 WINNERS_SQL = compose(
+    """
+SELECT $columns
+FROM events
+WHERE person_key IN {person_keys:Array(String)}
+  AND (person_key, message_id) IN {keys:Array(Tuple(String, String))}
+ORDER BY received_at DESC
+LIMIT 1 BY person_key, message_id
+""",
+    columns=EVENT_COLUMNS,
+)
+# The feed's winners also say which profile each belongs to now (an unmapped id is its own).
+FEED_WINNERS_SQL = compose(
     """
 WITH
     (
@@ -149,14 +162,8 @@ WITH
 SELECT $columns, if(profiles[person_key] = '', person_key, profiles[person_key]) AS profile_id
 FROM events
 WHERE person_key IN {person_keys:Array(String)}
-  AND (person_key, message_id, received_at) IN
-  (
-      SELECT person_key, message_id, max(received_at)
-      FROM events
-      WHERE person_key IN {person_keys:Array(String)}
-        AND (person_key, message_id) IN {keys:Array(Tuple(String, String))}
-      GROUP BY person_key, message_id
-  )
+  AND (person_key, message_id) IN {keys:Array(Tuple(String, String))}
+ORDER BY received_at DESC
 LIMIT 1 BY person_key, message_id
 """,
     columns=EVENT_COLUMNS,
@@ -206,7 +213,7 @@ def timeline(client: Client, ids: Sequence[str], page: EventFilter) -> list[Even
     if not ids:
         return []
     statement = TIMELINE_ASCENDING_SQL if page.ascending else TIMELINE_CANDIDATES_SQL
-    found = _paged(client, page, statement, {"ids": list(ids)})
+    found = _paged(client, page, statement, {"ids": list(ids)}, WINNERS_SQL)
     return [event for event, _ in found]
 
 
@@ -217,10 +224,12 @@ def feed(client: Client, page: EventFilter) -> list[FeedEvent]:
     """The newest events of every profile matching ``page``, each with its resolved profile."""
     if page.ascending:
         raise ValueError("the feed pages newest first only")
-    return _paged(client, page, FEED_CANDIDATES_SQL, {})
+    return _paged(client, page, FEED_CANDIDATES_SQL, {}, FEED_WINNERS_SQL)
 
 
-def _paged(client: Client, page: EventFilter, candidates_sql: str, where: dict[str, Any]) -> list[FeedEvent]:
+def _paged(
+    client: Client, page: EventFilter, candidates_sql: str, where: dict[str, Any], winners_sql: str
+) -> list[FeedEvent]:
     """Up to ``page.limit`` winning events below the cursor: candidates, then their winners.
 
     Usually two queries. Candidates that are superseded copies are skipped and the scan goes on,
@@ -236,7 +245,7 @@ def _paged(client: Client, page: EventFilter, candidates_sql: str, where: dict[s
         candidates = list(dict.fromkeys((str(key), str(mid), int(ts)) for key, mid, ts in listed))
         if not candidates:
             return found
-        winners = _winning_copies(client, candidates)
+        winners = _winning_copies(client, candidates, winners_sql)
         for person_key, message_id, ts in candidates:
             winner = winners.get((person_key, message_id))
             if winner is not None and winner[0].timestamp == ts:
@@ -250,13 +259,15 @@ def _paged(client: Client, page: EventFilter, candidates_sql: str, where: dict[s
 
 
 def _winning_copies(
-    client: Client, candidates: Sequence[tuple[str, str, int]]
+    client: Client, candidates: Sequence[tuple[str, str, int]], statement: str
 ) -> dict[tuple[str, str], FeedEvent]:
     keys = [(person_key, message_id) for person_key, message_id, _ in candidates]
-    found = rows(client, WINNERS_SQL, person_keys=sorted({key for key, _ in keys}), keys=keys)
+    found = rows(client, statement, person_keys=sorted({key for key, _ in keys}), keys=keys)
     width = len(EVENT_FIELDS)
-    events = (EventRow(*row[:width]) for row in found)
-    return {
-        (event.person_key, event.message_id): (event, row[width] or None)
-        for event, row in zip(events, found, strict=True)
-    }
+    winners: dict[tuple[str, str], FeedEvent] = {}
+    for row in found:
+        event = EventRow(*row[:width])
+        # Timelines know their profile; the feed's statement adds each event's profile id.
+        profile = (row[width] or None) if len(row) > width else None
+        winners[(event.person_key, event.message_id)] = (event, profile)
+    return winners
