@@ -19,13 +19,13 @@ every match. Selective filters (an email) are faster from the lookup tables: see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.read.queries.profiles import MEMBERS_OF
-from feedhouse.read.sql import compose, one, rows
+from feedhouse.read.sql import compose, one
 
 # One round of the walk in one query (round trips cost more than analysing the scalars): the next
 # rows of person_recency below the cursor, every id of the profiles they resolve to (verified,
@@ -77,16 +77,23 @@ SELECT
     members=compose(MEMBERS_OF, profiles="candidate_profiles"),
 )
 
-# Each id's newest event time (every received copy counts, as in person_recency).
-LAST_SEEN_SQL = """
-SELECT person_key, toUnixTimestamp64Micro(max(timestamp))
-FROM events_by_person_time
-WHERE person_key IN {ids:Array(String)}
-GROUP BY person_key
-"""
-
-MEMBERS_SQL = compose(
-    "WITH $members SELECT members",
+# Every id of the given profiles and each id's newest event time, in one query.
+RANK_SQL = compose(
+    """
+WITH $members
+SELECT
+    members,
+    (
+        SELECT groupArray((person_key, ts))
+        FROM
+        (
+            SELECT person_key, toUnixTimestamp64Micro(max(timestamp)) AS ts
+            FROM events_by_person_time
+            WHERE person_key IN (SELECT arrayJoin(members.1))
+            GROUP BY person_key
+        )
+    ) AS seen
+""",
     members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
 )
 
@@ -101,26 +108,6 @@ class RecentProfile:
     last_seen: int
     ids: tuple[str, ...]
     position: Position
-
-
-def profile_ids(client: Client, profiles: Sequence[str]) -> dict[str, list[str]]:
-    """Every id of each profile (canonical id included), verified against the current mapping."""
-    ids: dict[str, list[str]] = {profile: [] for profile in profiles}
-    if not profiles:
-        return ids
-    members, owners = one(client, MEMBERS_SQL, profiles=list(profiles))[0]
-    for identifier, owner in zip(members, owners, strict=True):
-        if owner in ids and identifier not in ids[owner]:
-            ids[owner].append(identifier)
-    return ids
-
-
-def last_seen(client: Client, ids: Iterable[str]) -> dict[str, int]:
-    """Each id's newest event time (ids without events are absent)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    return {str(key): int(ts) for key, ts in rows(client, LAST_SEEN_SQL, ids=wanted)}
 
 
 def recent_profiles(
@@ -178,8 +165,14 @@ def recent_profiles(
 
 def rank_by_last_seen(client: Client, profiles: Sequence[str]) -> list[RecentProfile]:
     """``profiles`` (a selective search's matches) newest activity first; never seen ones last."""
-    members = profile_ids(client, profiles)
-    seen = last_seen(client, (i for ids in members.values() for i in ids))
+    if not profiles:
+        return []
+    (member_ids, owners), seen_pairs = one(client, RANK_SQL, profiles=list(profiles))
+    seen = {str(key): int(ts) for key, ts in seen_pairs}
+    members: dict[str, list[str]] = {profile: [] for profile in profiles}
+    for identifier, owner in zip(member_ids, owners, strict=True):
+        if owner in members and identifier not in members[owner]:
+            members[owner].append(str(identifier))
     ranked = []
     for profile in profiles:
         ids = members.get(profile) or [profile]
