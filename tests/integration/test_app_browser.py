@@ -386,3 +386,26 @@ def test_hostile_data_stays_inert_and_the_layout_holds(pages: Pages, browser: Br
             tab.assert_clean()
         finally:
             tab.close()
+
+
+def test_the_keyboard_alone_finds_a_person_and_opens_an_event(pages: Pages, tab: BrowserPage) -> None:
+    pages.send(*customers())
+    tab.page.goto("/login")
+    tab.page.keyboard.type(pages.settings.read_token)  # the token field has the focus
+    tab.page.keyboard.press("Enter")
+    expect(tab.page.get_by_role("heading", name="People", exact=True)).to_be_visible()
+    tab.page.keyboard.press("Tab")  # the skip link comes first
+    expect(tab.page.locator("a.skip")).to_be_focused()
+    tab.page.get_by_label("Search people").focus()
+    tab.page.keyboard.type("grace@example.com")
+    tab.page.keyboard.press("Enter")
+    link = tab.page.locator("table.people").get_by_role("link", name="Grace Hopper")
+    link.focus()
+    tab.page.keyboard.press("Enter")
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Grace Hopper")
+    first = tab.page.locator("ol.events li.event").first
+    first.locator("summary").focus()
+    tab.page.keyboard.press("Enter")
+    expect(first.locator("details")).to_have_attribute("open", "")
+    expect(first.locator("dl.ids")).to_contain_text("grace-3")
+    tab.assert_clean()
