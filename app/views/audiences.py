@@ -37,9 +37,8 @@ def _audience(client: Client, key: str, after: str, limit: int) -> dict[str, Any
         raise HttpError(404, "not_found", f"no audience has the key {key!r}")
     size, members = found
     changes = audience_history.size_changes(client, key)
-    # The chart ends today, or on the last change when the data is historical.
-    last_change = changes[-1][0] if changes else int(time.time())
-    first, last = day_range(max(last_change, int(time.time())) if changes else last_change, CHART_DAYS)
+    # The chart ends today (or on a change dated later, from a client clock ahead of ours).
+    first, last = day_range(max([int(time.time()), *(day for day, _ in changes[-1:])]), CHART_DAYS)
     return {
         "size": size,
         "members": members_of(client, members[:limit]),

@@ -93,8 +93,12 @@ def find(
     return rows_for(client, found), after, None
 
 
-def known_id(client: Client, identifier: str) -> bool:
-    return profiles.resolve(client, identifier).mapped or profiles.is_known(client, identifier)
+def opened(ctx: AppContext, request: Request, identifier: str) -> Response:
+    """Any id typed in the search box opens its person: agents paste whatever id the ticket has."""
+    target = f"/people/{urlpart(identifier)}"
+    if wants_json(request):
+        return ctx.data({"redirect": target})
+    return harden(RedirectResponse(target, 303))
 
 
 async def people_page(ctx: AppContext, request: Request, session: Session) -> Response:
@@ -103,16 +107,16 @@ async def people_page(ctx: AppContext, request: Request, session: Session) -> Re
     traits = list(params.traits())
     limit = params.limit(50, 200)
     cursor = params.cursor(RECENCY_CURSOR)
-    if q and "=" not in q and await ctx.run(known_id, q):
-        # Any id opens its person: support agents paste whatever id the ticket has.
-        if wants_json(request):
-            return ctx.data({"redirect": f"/people/{urlpart(q)}"})
-        return harden(RedirectResponse(f"/people/{urlpart(q)}", 303))
+    if q and "=" not in q and "@" not in q and await ctx.run(profiles.is_known, q):
+        return opened(ctx, request, q)
     if q:
         traits = search_terms(q, traits)
     query = search.ProfileQuery(tuple(traits), params.text("group"), params.text("audience"))
     before = (int(cursor[0]), str(cursor[1])) if cursor else None
     found, after, total = await ctx.run(find, query, before, limit)
+    if q and "@" in q and "=" not in q and not found and await ctx.run(profiles.is_known, q):
+        # Not an email of anyone, but an id (userIds are often emails): open that person.
+        return opened(ctx, request, q)
     next_cursor = encode_cursor(RECENCY_CURSOR, *after) if after else None
     if wants_json(request):
         return ctx.data({"profiles": [p.json() for p in found], "total": total, "next": next_cursor})

@@ -168,6 +168,10 @@ def test_people_search_by_email_name_id_and_trait_and_filters(pages: Pages) -> N
     for identifier in ("ada-phone", "ada"):
         response = pages.page("/people", q=identifier)
         assert (response.status_code, response.headers["location"]) == (303, f"/people/{identifier}")
+    # A userId that looks like an email (and is nobody's email trait) opens its person too.
+    pages.send(call("track", "mail-1", 50, userId="support@shop.example", event="Ticket Opened"))
+    response = pages.page("/people", q="support@shop.example")
+    assert (response.status_code, response.headers["location"]) == (303, "/people/support%40shop.example")
     assert pages.page("/people", q="plan=pro", group="", audience="").status_code == 200  # empty = no filter
     assert pages.page("/people", bogus="1").status_code == 400
     assert pages.page("/people", cursor="not-a-cursor").status_code == 400
