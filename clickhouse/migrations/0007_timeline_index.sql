@@ -16,7 +16,10 @@ CREATE TABLE IF NOT EXISTS ${db}.events_by_person_time
 )
 ENGINE = ReplacingMergeTree(received_at)
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (person_key, timestamp, message_id);
+ORDER BY (person_key, timestamp, message_id)
+-- Rows are ~60 bytes and every read is a few key ranges: small granules cut what a lookup reads
+-- (8,192-row granules made a 300-id lookup read ~2.5M rows).
+SETTINGS index_granularity = 256;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.events_by_person_time_mv TO ${db}.events_by_person_time AS
 SELECT person_key, timestamp, message_id, received_at, type, event

@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS ${db}.person_recency
     person_key String
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (last_seen, person_key);
+ORDER BY (last_seen, person_key)
+SETTINGS index_granularity = 1024;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.person_recency_mv TO ${db}.person_recency AS
 SELECT max(timestamp) AS last_seen, person_key
