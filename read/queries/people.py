@@ -1,10 +1,11 @@
 """People by last seen: the people list of the app, newest activity first, by keyset.
 
-``person_recency`` (migration 0009) holds, per insert, each person_key's newest event time,
-ordered by (last_seen, person_key). Older rows of a person stay behind, so a page walks the
-table from the cursor down and keeps a row only when
+``person_recency`` (migration 0009) holds each person_key's newest event time, one row per key
+once merged, with a projection ordered by (last_seen, person_key). Until parts merge, older rows
+of a person are still there, so a page walks the projection from the cursor down and keeps a
+row only when
 
-1. it is its person_key's newest time (``max(timestamp)`` over ``events_by_person_time``), and
+1. it is its person_key's newest time (``max(last_seen)`` by the table's own key), and
 2. that person_key is the most recent id of its profile (every id of the profile resolved
    through ``id_mapping`` with the ``MEMBERS_OF`` fragment; ties go to the larger id),
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from feedhouse.clickhouse.tables import MAX_MICROS
 from feedhouse.read.queries.profiles import MEMBERS_OF
 from feedhouse.read.sql import compose, one
 
@@ -39,10 +41,11 @@ WITH
         (
             SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key AS key
             FROM person_recency
-            WHERE {first_page:UInt8} = 1
-               OR (last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
-                   AND (last_seen, person_key)
-                       < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
+            -- The plain bound on last_seen makes ClickHouse read the by_recency projection.
+            WHERE last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+              AND ({first_page:UInt8} = 1
+                   OR (last_seen, person_key)
+                      < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
             ORDER BY last_seen DESC, person_key DESC
             LIMIT {limit:UInt32}
         )
@@ -67,8 +70,8 @@ SELECT
         SELECT groupArray((person_key, ts))
         FROM
         (
-            SELECT person_key, toUnixTimestamp64Micro(max(timestamp)) AS ts
-            FROM events_by_person_time
+            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
+            FROM person_recency
             WHERE person_key IN (SELECT arrayJoin(arrayConcat(members.1, keys)))
             GROUP BY person_key
         )
@@ -87,8 +90,8 @@ SELECT
         SELECT groupArray((person_key, ts))
         FROM
         (
-            SELECT person_key, toUnixTimestamp64Micro(max(timestamp)) AS ts
-            FROM events_by_person_time
+            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
+            FROM person_recency
             WHERE person_key IN (SELECT arrayJoin(members.1))
             GROUP BY person_key
         )
@@ -131,7 +134,7 @@ def recent_profiles(
             client,
             ROUND_SQL,
             first_page=1 if cursor is None else 0,
-            before_ts=cursor[0] if cursor else 0,
+            before_ts=cursor[0] if cursor else MAX_MICROS,
             before_key=cursor[1] if cursor else "",
             limit=scan,
         )
