@@ -118,6 +118,12 @@ def samples(client: Client, count: int, seed: int) -> dict[str, list[str]]:
             " LIMIT {n:UInt32}"
         ),
         "audiences": column("SELECT DISTINCT audience FROM id_state_by_audience"),
+        # Profiles with more than one page of timeline (next-page figures need them).
+        "heavy": column(
+            "SELECT person_key FROM events_by_person_time WHERE startsWith(person_key, 'user-')"
+            " GROUP BY person_key HAVING count() > 60"
+            " ORDER BY cityHash64(person_key, {seed:UInt64}) LIMIT {n:UInt32}"
+        ),
         "user_ids": column(
             "SELECT DISTINCT user_id FROM events WHERE startsWith(user_id, 'user-')"
             " ORDER BY cityHash64(user_id, {seed:UInt64}) LIMIT {n:UInt32}"
@@ -159,13 +165,14 @@ def next_cursor(http: TestClient, path: str, params: dict[str, Any]) -> str | No
 
 
 def measure(
-    client: Client, http: TestClient, inputs: dict[str, list[str]], count: int
+    client: Client, http: TestClient, inputs: dict[str, list[str]], count: int, only: tuple[str, ...] = ()
 ) -> dict[str, list[float]]:
     ids, groups = inputs["ids"], inputs["groups"]
     rng = random.Random(1)
     feed_cursors = [next_cursor(http, "/v1/feed", {"limit": rng.choice([50, 200, 500])}) for _ in range(5)]
     page_two = {
-        identifier: next_cursor(http, f"/v1/profiles/{identifier}/timeline", {}) for identifier in ids[:count]
+        identifier: next_cursor(http, f"/v1/profiles/{identifier}/timeline", {})
+        for identifier in [*ids[: count // 2], *inputs["heavy"][: count // 2]]
     }
     deep = [(identifier, cursor) for identifier, cursor in page_two.items() if cursor]
     runs: dict[str, Callable[[int], tuple[str, dict[str, Any]]]] = {
@@ -201,7 +208,7 @@ def measure(
     recency = inputs["recency"]
     api_page_two = {
         user: http.get(f"{PROFILES_API}/user_id:{user}/events", headers=BASIC).json()["cursor"]["next"]
-        for user in users[:count]
+        for user in [*users[: count // 2], *inputs["heavy"][: count // 2]]
     }
     api_deep = [(user, cursor) for user, cursor in api_page_two.items() if cursor]
     runs |= {
@@ -241,6 +248,8 @@ def measure(
         "profile API",
     )
     for name, make in [*runs.items(), *api_runs.items()]:
+        if only and not name.startswith(only):
+            continue
         # Whole-dataset endpoints answer the same question each time: fewer calls suffice.
         calls = count if name.startswith(per_person) else max(20, count // 5)
         headers = BASIC if name.startswith("profile API") else None
@@ -327,7 +336,7 @@ def main() -> None:
             signed = http.post("/login", data={"token": TOKEN}, follow_redirects=False)
             if signed.status_code != 303:
                 raise SystemExit(f"could not sign in to the app: {signed.status_code}")
-            latencies = measure(client, http, inputs, args.samples)
+            latencies = measure(client, http, inputs, args.samples, tuple(filter(None, args.only.split(","))))
     floor = percentile(latencies.pop("SELECT 1"), 50)
     for name, values in latencies.items():
         for label, q in (("p50", 50), ("p95", 95)):

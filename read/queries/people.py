@@ -128,8 +128,10 @@ def recent_profiles(
     found: list[RecentProfile] = []
     cursor = before
     while len(found) < limit:
-        # Scan more than asked: stale rows and filtered-out profiles cost candidates.
-        scan = max(64, (limit - len(found)) * (8 if keep else 3))
+        # Scan a little more than asked (stale rows of unmerged parts and a profile's other ids
+        # cost candidates; a filter, more): every candidate costs a key lookup in three tables.
+        needed = limit - len(found)
+        scan = needed * 8 if keep else needed + needed // 2 + 8
         scanned, (member_ids, owners), seen_pairs = one(
             client,
             ROUND_SQL,
