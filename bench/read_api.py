@@ -287,6 +287,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", help="chDB data directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory, reuse it next time")
+    parser.add_argument("--only", default="", help="comma-separated prefixes of the figures to measure")
     parser.add_argument(
         "--load-only", action="store_true", help="load the dataset (with --keep), measure nothing"
     )
