@@ -11,6 +11,7 @@ COPY clickhouse ./clickhouse
 COPY sink ./sink
 COPY read ./read
 COPY privacy ./privacy
+COPY app ./app
 RUN pip install .
 USER nobody
 ENTRYPOINT ["feedhouse"]

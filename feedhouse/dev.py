@@ -4,7 +4,7 @@ Supervised child processes (``feedhouse.supervisor``), started in order and rest
 they die: the object store that is the broker's disk (``feedhouse.objectstore``), the Tansu
 broker, one identity worker. This process serves HTTP (ingestion, read API, health, metrics,
 status) and hosts the sink, because chDB (ClickHouse in-process, under the data directory) is
-owned by one process. Everything lives under ``FEEDHOUSE_DATA_DIR``:
+owned by one process; the app's pages are at /. Everything lives under ``FEEDHOUSE_DATA_DIR``:
 
     clickhouse/   chDB's data          broker/   topics, offsets, groups (the object store)
     identity/     Faust table files    logs/     one log per child process
@@ -40,10 +40,13 @@ BANNER = """
 Feedhouse is running (embedded: Tansu broker on {storage} storage, chDB, 1 identity worker,
 sink in this process). Data: {data_dir}
 
+  App (people, feed)         {url}/            sign in with the read token: {read_token}
   Ingest (Segment HTTP API)  {url}/v1/batch   (also /v1/track, /v1/identify, ...)
   Write key                  {write_key}       (HTTP Basic user name, empty password)
   Read API                   {url}/v1/profiles/{{id}}, /v1/feed, ...
-  Read token                 {read_token}      (Authorization: Bearer ...)
+  Read token                 {read_token}      (Authorization: Bearer ...; the app's sign-in)
+  Profile API (Segment's)    {url}/v1/spaces/{space_id}/collections/users/profiles/user_id:{{id}}/traits
+                             (HTTP Basic, the read token as user name)
   Admin token                {admin_token}     (Authorization: Bearer ...; administration)
   Status                     feedhouse status   ({url}/v1/status, admin token)
   Metrics / health           {url}/metrics  {url}/readyz
@@ -136,6 +139,7 @@ def run_dev(base: Settings, *, fresh: bool = False) -> int:
                 storage=settings.broker_storage,
                 write_key=settings.write_keys[0],
                 read_token=settings.read_token,
+                space_id=settings.space_id,
                 admin_token=settings.admin_token,
                 kafka=settings.kafka_bootstrap_servers,
                 clickhouse=settings.effective_clickhouse_url,

@@ -1,6 +1,7 @@
 """The HTTP server of a Feedhouse process: one Starlette app composing the stages it hosts.
 
-Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), health and metrics; with
+Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), the app's pages
+(``feedhouse.app``), health and metrics; with
 embedded chDB it also hosts the sink, because one process owns the chDB directory. The
 lifespan owns the long-lived parts: the Kafka producer, the embedded sink thread.
 """
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from feedhouse import logs
 from feedhouse import settings as settings_module
+from feedhouse.app.routes import app_routes
 from feedhouse.auth import ADMIN, Tokens
 from feedhouse.clickhouse.client import get_client
 from feedhouse.gateway.ingest import Ingestor
@@ -137,6 +139,10 @@ def create_app(
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
     routes += read_routes(settings, lambda: get_client(settings))
     routes += regulation_routes(settings, regulations)
+    # The app's pages at / (sign-in, people, timelines, feed, groups, audiences).
+    routes += app_routes(
+        settings, lambda: get_client(settings), lambda lane: get_client(settings, f"app-{lane}")
+    )
     routes += [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -8,6 +8,7 @@ environment variable it comes from; README.md lists them in a table generated fr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -69,6 +70,10 @@ class Settings:
     # Read API and administration
     read_token: str = "dev-read-token"
     admin_token: str = "dev-admin-token"
+    # The app (pages at /) and Segment's Profile API
+    space_id: str = "default"
+    session_secret: str = ""
+    session_hours: float = 12.0
     # Storage
     clickhouse_url: str = ""
     clickhouse_database: str = "feedhouse"
@@ -97,6 +102,17 @@ class Settings:
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def effective_session_secret(self) -> bytes:
+        """The key signing the app's session cookies: the setting, else one derived from the admin token.
+
+        Derived (not random per process) so that every gateway worker accepts the same cookies;
+        rotating the admin token therefore also signs everyone out.
+        """
+        if self.session_secret:
+            return self.session_secret.encode()
+        return hmac.new(self.admin_token.encode(), b"feedhouse-session-v1", hashlib.sha256).digest()
 
     def source_id(self, write_key: str) -> str:
         """A stable, non-secret label for a write key, stored with each event instead of the key."""
@@ -179,6 +195,17 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "Bearer token guarding administration (definitions, destinations, regulations, status);"
         " it also reads.",
     ),
+    "FEEDHOUSE_SPACE_ID": (
+        "space_id",
+        str,
+        "The space id the Profile API answers to (/v1/spaces/{space_id}/collections/users/...).",
+    ),
+    "FEEDHOUSE_SESSION_SECRET": (
+        "session_secret",
+        str,
+        "Key signing the app's session cookies (default: derived from the admin token).",
+    ),
+    "FEEDHOUSE_SESSION_HOURS": ("session_hours", float, "How long an app sign-in lasts."),
     "FEEDHOUSE_CLICKHOUSE_URL": (
         "clickhouse_url",
         str,
@@ -273,6 +300,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("FEEDHOUSE_READ_TOKEN and FEEDHOUSE_ADMIN_TOKEN must not be empty")
     if settings.admin_token == settings.read_token or settings.admin_token in settings.write_keys:
         raise SettingsError("FEEDHOUSE_ADMIN_TOKEN must differ from the read token and every write key")
+    if not 0 < settings.session_hours <= 24 * 31:
+        raise SettingsError("FEEDHOUSE_SESSION_HOURS must be more than 0 and at most 744 (31 days)")
+    if not settings.space_id or "/" in settings.space_id:
+        raise SettingsError("FEEDHOUSE_SPACE_ID must be a non-empty path segment")
     if settings.max_event_bytes > settings.max_request_bytes:
         raise SettingsError("FEEDHOUSE_MAX_EVENT_BYTES cannot exceed FEEDHOUSE_MAX_REQUEST_BYTES")
     if settings.embedded_sink and settings.http_workers > 1:

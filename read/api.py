@@ -51,6 +51,7 @@ from feedhouse.auth import READ, Tokens
 from feedhouse.http import Handler, HttpError, guarded, json_response
 from feedhouse.read.model import event_json, json_value, profile_json, summary_json
 from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor
+from feedhouse.read.profile_api import profile_api_routes
 from feedhouse.read.queries import audiences, groups, profiles, search, timelines
 from feedhouse.settings import Settings
 
@@ -271,4 +272,8 @@ def read_routes(settings: Settings, client: ClientFactory) -> list[BaseRoute]:
         ("/v1/audiences", api.audiences),
         ("/v1/audiences/{key:path}/members", api.audience_members),
     ]
-    return [Route(path, _guarded(api, path, handler), methods=["GET"]) for path, handler in table]
+    routes: list[BaseRoute] = [
+        Route(path, _guarded(api, path, handler), methods=["GET"]) for path, handler in table
+    ]
+    # Segment's Profile API (its own auth and error shapes), for tools built on Segment.
+    return routes + profile_api_routes(settings, client)

@@ -93,6 +93,8 @@ class MergedState:
     traits: dict[str, Any]
     group_id: str | None
     audiences: dict[str, dict[str, Any]]
+    # When each winning trait value was set (event time, epoch µs; None when not recorded).
+    trait_times: dict[str, int | None]
 
 
 def merge_states(states: Iterable[IdStateRow]) -> MergedState:
@@ -120,6 +122,7 @@ def merge_states(states: Iterable[IdStateRow]) -> MergedState:
                 audiences[key] = (rank, entry)
     return MergedState(
         traits={key: value for key, (_, value) in sorted(traits.items())},
+        trait_times={key: (rank[0] or None) for key, (rank, _) in sorted(traits.items())},
         group_id=group[1] if group else None,
         audiences={key: _audience_json(entry) for key, (_, entry) in sorted(audiences.items())},
     )

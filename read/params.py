@@ -16,11 +16,12 @@ import orjson
 from starlette.datastructures import QueryParams
 
 from feedhouse.clickhouse.tables import MAX_MICROS, MIN_MICROS
-from feedhouse.gateway.normalize import EVENT_TYPES, MAX_ID_CHARS
+from feedhouse.gateway.normalize import EVENT_TYPES, MAX_ID_CHARS, Rejection, parse_time
 from feedhouse.http import HttpError
 
 EVENT_CURSOR = "e"
 PROFILE_CURSOR = "p"
+RECENCY_CURSOR = "r"  # the people list by last seen: (last seen µs, id)
 MAX_CURSOR_CHARS = 4096
 MAX_TRAIT_FILTERS = 10
 MAX_NAME_CHARS = 1024  # event names, trait names and values, audience keys
@@ -114,6 +115,37 @@ class Params:
             raise invalid("trait.*", f"at most {MAX_TRAIT_FILTERS} trait filters")
         return tuple(found.items())
 
+    def time(self, name: str) -> int | None:
+        """An ISO-8601 date or timestamp (naive = UTC) as epoch microseconds, within storable times."""
+        raw = self.single(name)
+        if raw is None or not raw.strip():
+            return None
+        if len(raw) > 64:
+            raise invalid(name, "must be an ISO-8601 date or timestamp")
+        try:
+            value = parse_time(raw, name)
+        except Rejection:
+            raise invalid(name, "must be an ISO-8601 date or timestamp") from None
+        return min(max(value, MIN_MICROS), MAX_MICROS)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self.single(name)
+        if raw is None:
+            return default
+        if raw not in choices:
+            raise invalid(name, f"must be one of {', '.join(choices)}")
+        return raw
+
+    def names(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of names (trait keys, event names), each checked."""
+        raw = self.single(name)
+        if raw is None:
+            return ()
+        parts = [part.strip() for part in raw.split(",") if part.strip()]
+        if len(parts) > 100:
+            raise invalid(name, "lists at most 100 names")
+        return tuple(dict.fromkeys(checked_text(part, name, MAX_NAME_CHARS) for part in parts))
+
     def cursor(self, kind: str) -> list[Any] | None:
         raw = self.single("cursor")
         return None if raw is None else decode_cursor(raw, kind)
@@ -134,7 +166,7 @@ def decode_cursor(raw: str, kind: str) -> list[Any]:
     if not isinstance(decoded, list) or not decoded or decoded[0] != kind:
         raise invalid("cursor", "is not a cursor of this endpoint")
     position = decoded[1:]
-    if kind == EVENT_CURSOR and _event_position(position):
+    if kind in (EVENT_CURSOR, RECENCY_CURSOR) and _event_position(position):
         return position
     if kind == PROFILE_CURSOR and len(position) == 1 and isinstance(position[0], str):
         return [checked_text(position[0], "cursor")]

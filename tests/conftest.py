@@ -188,10 +188,11 @@ class ReadApi:
     happened in Segment terms and the tables hold what the real pipeline would write.
     """
 
-    def __init__(self, settings: Settings, clickhouse: Client) -> None:
+    def __init__(self, settings: Settings, clickhouse: Client, with_app: bool = False) -> None:
         from starlette.applications import Starlette
         from starlette.testclient import TestClient
 
+        from feedhouse.app.routes import app_routes
         from feedhouse.read.api import read_routes
         from tests.support.offline_pipeline import OfflinePipeline
 
@@ -199,7 +200,16 @@ class ReadApi:
         self.clickhouse = clickhouse
         self.pipeline = OfflinePipeline(settings.placeholder_ids)
         self.records: dict[str, dict[str, Any]] = {}
-        self.http = TestClient(Starlette(routes=read_routes(settings, lambda: clickhouse)))
+        routes = read_routes(settings, lambda: clickhouse)
+        if with_app:
+            from feedhouse.clickhouse.client import get_client
+
+            # Lanes are more chDB clients on the same engine: the pages' parallel queries are real.
+            routes += app_routes(
+                settings, lambda: clickhouse, lambda lane: get_client(settings, f"lane-{lane}")
+            )
+        self.asgi = Starlette(routes=routes)
+        self.http = TestClient(self.asgi, follow_redirects=False)
 
     def send(self, *calls: dict[str, object]) -> None:
         for call in calls:
@@ -219,3 +229,23 @@ class ReadApi:
 @pytest.fixture
 def read_api(settings: Settings, clickhouse: Client) -> ReadApi:
     return ReadApi(settings, clickhouse)
+
+
+class Pages(ReadApi):
+    """The read API *and* the app's pages on the test's chDB (``send`` fills it, as for ReadApi)."""
+
+    def __init__(self, settings: Settings, clickhouse: Client) -> None:
+        super().__init__(settings, clickhouse, with_app=True)
+
+    def sign_in(self, token: str | None = None) -> httpx.Response:
+        """POST the sign-in form; the session cookie stays in ``self.http``'s cookie jar."""
+        token = self.settings.read_token if token is None else token
+        return self.http.post("/login", data={"token": token, "next": "/people"})
+
+    def page(self, path: str, **params: object) -> httpx.Response:
+        return self.http.get(path, params=params)
+
+
+@pytest.fixture
+def pages(settings: Settings, clickhouse: Client) -> Pages:
+    return Pages(settings, clickhouse)

@@ -160,10 +160,17 @@ class ProfileRows:
     group_traits: dict[str, str]
 
 
+def id_states(client: Client, ids: Sequence[str]) -> tuple[IdStateRow, ...]:
+    """The current ``id_state`` row of each of ``ids`` that has one, by id."""
+    if not ids:
+        return ()
+    return tuple(IdStateRow(*row) for row in rows(client, STATES_SQL, ids=list(ids)))
+
+
 def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
     """The rows a profile is merged from: two queries, a third when its ids have groups."""
     count, first, last, users, anonymous, previous = one(client, ACTIVITY_SQL, ids=list(ids))
-    states = tuple(IdStateRow(*row) for row in rows(client, STATES_SQL, ids=list(ids)))
+    states = id_states(client, ids)
     groups = sorted({state.group_id for state in states if state.group_id})
     traits: dict[str, str] = {}
     if groups:
@@ -178,3 +185,31 @@ def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
         states=states,
         group_traits=traits,
     )
+
+
+# Events per day of a profile's ids over the ``days`` days ending with its newest event (one count
+# per messageId, at its newest receipt's time), from the small columns of events_by_person_time.
+ACTIVITY_PER_DAY_SQL = """
+WITH
+    (SELECT max(timestamp) FROM events_by_person_time WHERE person_key IN {ids:Array(String)}) AS newest,
+    toStartOfDay(newest) - toIntervalDay({days:UInt16} - 1) AS since
+SELECT toUnixTimestamp(toStartOfDay(winner)) AS day, count()
+FROM
+(
+    SELECT argMax(timestamp, received_at) AS winner
+    FROM events_by_person_time
+    WHERE person_key IN {ids:Array(String)} AND timestamp >= since
+    GROUP BY person_key, message_id
+)
+GROUP BY day
+ORDER BY day
+"""
+
+
+def activity_per_day(client: Client, ids: Sequence[str], days: int) -> dict[int, int]:
+    """Epoch second of each UTC day -> events that day, over the ``days`` days ending with the
+    profile's newest event; days without events are absent."""
+    if not ids:
+        return {}
+    found = rows(client, ACTIVITY_PER_DAY_SQL, ids=list(ids), days=days)
+    return {int(day): int(count) for day, count in found}

@@ -247,3 +247,57 @@ def profile_summaries(client: Client, profile_ids: Sequence[str]) -> ProfileSumm
         elif time is not None:
             last_seen[profile] = max(last_seen.get(profile, time), time)
     return ProfileSummaryRows(states, last_seen)
+
+
+# How many lookup rows the most selective filter has (stale rows included: an upper bound on
+# its matches), to choose between verifying every candidate and walking people by last seen.
+CANDIDATE_COUNT_SQL = {
+    name: f"SELECT count() FROM ({candidates})"
+    for name, candidates in (
+        ("trait", CANDIDATES_BY_TRAIT),
+        ("group", CANDIDATES_BY_GROUP),
+        ("audience", CANDIDATES_BY_AUDIENCE),
+    )
+}
+
+# The same verification as matching_profiles, for given canonical profile ids.
+_MATCHING_AMONG = compose(
+    MATCHING_PROFILES,
+    candidates="SELECT arrayJoin({profiles:Array(String)}) AS id",
+    members=compose(MEMBERS_OF, profiles="candidate_profiles"),
+    member_states=_MEMBER_STATES,
+)
+
+
+def _selective(query: ProfileQuery) -> str:
+    if query.traits:
+        return "trait"
+    if query.group:
+        return "group"
+    if query.audience:
+        return "audience"
+    raise ValueError("the query has no filter")
+
+
+def _bound(query: ProfileQuery) -> dict[str, object]:
+    return {
+        "keys": [key for key, _ in query.traits],
+        "values": [value for _, value in query.traits],
+        "group": query.group,
+        "audience": query.audience,
+    }
+
+
+def candidate_count(client: Client, query: ProfileQuery) -> int:
+    """An upper bound on the profiles matching ``query`` (one key-range count)."""
+    return int(one(client, CANDIDATE_COUNT_SQL[_selective(query)], **_bound(query))[0])
+
+
+def matching_among(client: Client, query: ProfileQuery, profiles: Sequence[str]) -> set[str]:
+    """Those of ``profiles`` (canonical ids) whose merged state matches ``query``."""
+    if not profiles:
+        return set()
+    _, page = one(
+        client, _MATCHING_AMONG, profiles=list(profiles), after="", limit=len(profiles), **_bound(query)
+    )
+    return set(page)

@@ -115,3 +115,29 @@ def test_one_person_one_profile_one_timeline(dev: Dev) -> None:
     group = dev.get("/v1/groups/acme").json()
     assert group["members"] == ["ada"] and group["memberCount"] == 1
     assert dev.get("/v1/profiles/nobody-at-all").status_code == 404
+
+
+def test_dev_prints_the_app_and_serves_it_with_the_profile_api(dev: Dev) -> None:
+    banner = dev.process.log_path.read_text()
+    assert f"App (people, feed)         {dev.url}/" in banner, banner[-2000:]
+    assert "sign in with the read token: e2e-read-token" in banner
+    sdk = Client("e2e-write-key", host=dev.url, sync_mode=True, max_retries=0)
+    sdk.identify("app-user", {"name": "App User", "email": "app-user@example.com"}, anonymous_id="app-device")
+    sdk.track("app-user", "Opened App")
+    with httpx.Client(base_url=dev.url, timeout=10, follow_redirects=False) as browser:
+        assert browser.get("/").headers["location"].startswith("/login")
+        signed = browser.post("/login", data={"token": "e2e-read-token"})
+        assert signed.status_code == 303, signed.text[:500]
+
+        def shown() -> bool:
+            page = browser.get("/people/app-device")
+            return page.status_code == 200 and "Opened App" in page.text
+
+        wait_until(shown, timeout=30, interval=0.25, what="the SDK's events on the person page")
+        assert "App User" in browser.get("/people", params={"q": "app-user@example.com"}).text
+    traits = httpx.get(
+        f"{dev.url}/v1/spaces/default/collections/users/profiles/email:app-user@example.com/traits",
+        auth=("e2e-read-token", ""),
+        timeout=10,
+    )
+    assert traits.status_code == 200 and traits.json()["traits"]["name"] == "App User", traits.text

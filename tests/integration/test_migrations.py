@@ -25,6 +25,11 @@ from tests.conftest import ROOT, settings_env
 
 pytestmark = pytest.mark.integration
 
+# The tables and views a migration creates (the names its down file must drop).
+CREATED = re.compile(
+    r"CREATE (?:TABLE|(?:OR REPLACE |MATERIALIZED )?VIEW) (?:IF NOT EXISTS )?\$\{db\}\.(\w+)"
+)
+
 
 def schema(client: Client, database: str) -> list[tuple[str, str, str]]:
     """Every object and column of ``database``: what a migration run may change."""
@@ -59,6 +64,9 @@ def test_applies_every_migration_then_nothing(ch_client: Client, settings: Setti
         "profiles",
         "audience_membership",
         "groups",
+        "events_by_person_time",
+        "events_by_time",
+        "person_recency",
         "schema_migrations",
     } <= names
 
@@ -73,15 +81,6 @@ def test_every_statement_is_idempotent_on_its_own(clickhouse: Client, settings: 
     assert schema(clickhouse, database) == before
 
 
-def created(sql: str) -> set[str]:
-    """Names of the tables and views a migration's SQL creates."""
-    return set(
-        re.findall(
-            r"CREATE (?:OR REPLACE )?(?:MATERIALIZED )?(?:TABLE|VIEW)(?: IF NOT EXISTS)? \$\{db\}\.(\w+)", sql
-        )
-    )
-
-
 def test_down_reverts_the_last_n_and_up_restores_them(clickhouse: Client, settings: Settings) -> None:
     database = database_for(settings)
     full = schema(clickhouse, database)
@@ -91,10 +90,9 @@ def test_down_reverts_the_last_n_and_up_restores_them(clickhouse: Client, settin
     assert sorted(applied_versions(clickhouse, database)) == [m.version for m in discover()[:-2]]
     assert [m.version for m in pending(clickhouse, database)] == [m.version for m in latest]
     remaining = {name for name, _, _ in schema(clickhouse, database)}
-    reverted_names = {name for m in latest for name in created(m.up)}
-    kept_names = {name for m in discover()[:-2] for name in created(m.up)} - reverted_names
-    assert reverted_names and not reverted_names & remaining, f"still there: {reverted_names & remaining}"
-    assert kept_names <= remaining, f"reverted too much: {kept_names - remaining}"
+    created = {name for migration in latest for name in CREATED.findall(migration.up)}
+    assert created and not created & remaining, f"{sorted(created & remaining)} survived their down files"
+    assert "events" in remaining
 
     assert [m.version for m in migrate(clickhouse, database)] == [m.version for m in latest]
     assert schema(clickhouse, database) == full
@@ -241,3 +239,26 @@ def test_an_older_data_directory_is_upgraded_in_place_and_reads_back(
     assert profile["id"] == "ann" and profile["traits"] == {"plan": "pro"} and profile["eventCount"] == 3
     timeline = http.get("/v1/profiles/ann/timeline", params={"hidden": "true"}, headers=headers).json()
     assert [event["messageId"] for event in timeline["events"]] == ["u3", "u2", "u1"]
+
+
+def test_the_read_side_lookup_tables_are_backfilled_from_stored_events(
+    clickhouse: Client, settings: Settings
+) -> None:
+    # Events stored before 0007-0009 existed are in the lookup tables once they are applied.
+    from tests.support.offline_pipeline import OfflinePipeline
+
+    database = database_for(settings)
+    lookups = {"events_by_person_time", "events_by_time", "person_recency"}
+    versions = [m.version for m in discover() if set(CREATED.findall(m.up)) & lookups]
+    assert versions == [7, 8, 9], versions
+    rollback(clickhouse, database, len([m for m in discover() if m.version >= 7]))
+    pipeline = OfflinePipeline()
+    for index in range(5):
+        pipeline.add({"type": "track", "messageId": f"m{index}", "userId": f"u{index % 2}", "event": "E"})
+    pipeline.flush(clickhouse)
+    migrate(clickhouse, database)
+    counts = {
+        table: int(clickhouse.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0])
+        for table in lookups
+    }
+    assert counts == {"events_by_person_time": 5, "events_by_time": 5, "person_recency": 2}, counts

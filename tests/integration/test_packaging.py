@@ -20,6 +20,8 @@ from feedhouse.avro.codec import AvroCodec
 from feedhouse.clickhouse.migrate import discover
 from feedhouse.gateway.ingest import Ingestor
 from feedhouse.read.api import read_routes
+from feedhouse.app.routes import app_routes
+from feedhouse.app.templates import HERE, build_templates
 from feedhouse.sink.consumer import Sink
 from feedhouse.streams.router import Router
 
@@ -32,6 +34,10 @@ codec = AvroCodec("rejected")
 record = {"code": "c", "message": "m", "receivedAt": 1, "path": "/v1/t", "index": None,
           "sourceId": None, "payload": "{}"}
 assert codec.decode(codec.encode(record)) == record
+assert HERE.is_relative_to(venv), HERE
+for name in ("base.html", "person.html", "_events.html"):
+    build_templates().get_template(name)
+assert (HERE / "static" / "app.js").is_file() and (HERE / "static" / "app.css").is_file()
 print(len(discover()), codec.version)
 """
 
@@ -48,7 +54,15 @@ def test_wheel_installs_only_feedhouse_next_to_apache_avro(tmp_path: Path) -> No
         names = archive.namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"feedhouse"}, f"the wheel installs {sorted(top_level)}, expected only feedhouse"
-    for data in ("feedhouse/avro/schemas/event.v1.avsc", "feedhouse/clickhouse/migrations/0001_events.sql"):
+    for data in (
+        "feedhouse/avro/schemas/event.v1.avsc",
+        "feedhouse/clickhouse/migrations/0001_events.sql",
+        "feedhouse/app/templates/base.html",
+        "feedhouse/app/templates/_events.html",
+        "feedhouse/app/static/app.js",
+        "feedhouse/app/static/app.css",
+        "feedhouse/app/static/favicon.svg",
+    ):
         assert data in names, f"{data} missing from the wheel"
 
     venv = tmp_path / "venv"

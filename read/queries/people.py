@@ -1,0 +1,187 @@
+"""People by last seen: the people list of the app, newest activity first, by keyset.
+
+``person_recency`` (migration 0009) holds each person_key's newest event time, one row per key
+once merged, with a projection ordered by (last_seen, person_key). Until parts merge, older rows
+of a person are still there, so a page walks the projection from the cursor down and keeps a
+row only when
+
+1. it is its person_key's newest time (``max(last_seen)`` by the table's own key), and
+2. that person_key is the most recent id of its profile (every id of the profile resolved
+   through ``id_mapping`` with the ``MEMBERS_OF`` fragment; ties go to the larger id),
+
+so each profile appears once, at its newest event, whatever merges happened since. "Last seen"
+here is the newest time carried by any received copy of any event of the profile.
+
+A predicate on merged state (:class:`feedhouse.read.queries.search.ProfileQuery`) may filter
+the walk: that is how a common trait value (``plan=pro``) pages by last seen without counting
+every match. Selective filters (an email) are faster from the lookup tables: see
+:func:`rank_by_last_seen`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from feedhouse.clickhouse.tables import MAX_MICROS
+from feedhouse.read.queries.profiles import MEMBERS_OF
+from feedhouse.read.sql import compose, one
+
+# One round of the walk in one query (round trips cost more than analysing the scalars): the next
+# rows of person_recency below the cursor, every id of the profiles they resolve to (verified,
+# MEMBERS_OF), and the newest event time of each of those ids and of the scanned person_keys.
+ROUND_SQL = compose(
+    """
+WITH
+    (
+        SELECT groupArray((ts, key))
+        FROM
+        (
+            SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key AS key
+            FROM person_recency
+            -- The plain bound on last_seen makes ClickHouse read the by_recency projection.
+            WHERE last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+              AND ({first_page:UInt8} = 1
+                   OR (last_seen, person_key)
+                      < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
+            ORDER BY last_seen DESC, person_key DESC
+            LIMIT {limit:UInt32}
+        )
+    ) AS scanned,
+    arrayDistinct(arrayMap(row -> row.2, scanned)) AS keys,
+    (
+        SELECT groupUniqArray(if(mapping.profile_id = '', candidate.id, mapping.profile_id))
+        FROM (SELECT arrayJoin(keys) AS id) AS candidate
+        LEFT JOIN
+        (
+            SELECT id, argMax(profile_id, version) AS profile_id
+            FROM id_mapping
+            WHERE id IN (SELECT arrayJoin(keys))
+            GROUP BY id
+        ) AS mapping ON mapping.id = candidate.id
+    ) AS candidate_profiles,
+$members
+SELECT
+    scanned,
+    members,
+    (
+        SELECT groupArray((person_key, ts))
+        FROM
+        (
+            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
+            FROM person_recency
+            WHERE person_key IN (SELECT arrayJoin(arrayConcat(members.1, keys)))
+            GROUP BY person_key
+        )
+    ) AS seen
+""",
+    members=compose(MEMBERS_OF, profiles="candidate_profiles"),
+)
+
+# Every id of the given profiles and each id's newest event time, in one query.
+RANK_SQL = compose(
+    """
+WITH $members
+SELECT
+    members,
+    (
+        SELECT groupArray((person_key, ts))
+        FROM
+        (
+            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
+            FROM person_recency
+            WHERE person_key IN (SELECT arrayJoin(members.1))
+            GROUP BY person_key
+        )
+    ) AS seen
+""",
+    members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
+)
+
+Position = tuple[int, str]  # (last seen in epoch µs, id): the keyset position of a row
+
+
+@dataclass(frozen=True, slots=True)
+class RecentProfile:
+    """A profile of the list: its canonical id, newest event time and every id it has."""
+
+    profile_id: str
+    last_seen: int
+    ids: tuple[str, ...]
+    position: Position
+
+
+def recent_profiles(
+    client: Client,
+    before: Position | None,
+    limit: int,
+    keep: Callable[[list[str]], set[str]] | None = None,
+) -> tuple[list[RecentProfile], Position | None]:
+    """The next ``limit`` profiles below ``before``, newest activity first; and the next cursor.
+
+    ``keep`` (optional) is given a round's candidate profile ids and returns those to show (a
+    filter on merged state). The cursor is the position of the last row *scanned*, so pages
+    neither repeat nor skip; it is None when the table is exhausted.
+    """
+    found: list[RecentProfile] = []
+    cursor = before
+    while len(found) < limit:
+        # Scan a little more than asked (stale rows of unmerged parts and a profile's other ids
+        # cost candidates; a filter, more): every candidate costs a key lookup in three tables.
+        needed = limit - len(found)
+        scan = needed * 8 if keep else needed + needed // 2 + 8
+        scanned, (member_ids, owners), seen_pairs = one(
+            client,
+            ROUND_SQL,
+            first_page=1 if cursor is None else 0,
+            before_ts=cursor[0] if cursor else MAX_MICROS,
+            before_key=cursor[1] if cursor else "",
+            limit=scan,
+        )
+        candidates = [(int(ts), str(key)) for ts, key in scanned]
+        if not candidates:
+            return found, None
+        seen = {str(key): int(ts) for key, ts in seen_pairs}
+        owner = {str(i): str(p) for i, p in zip(member_ids, owners, strict=True)}
+        ids: dict[str, list[str]] = {}
+        for identifier, profile in owner.items():
+            ids.setdefault(profile, []).append(identifier)
+        current = [(ts, key) for ts, key in candidates if seen.get(key) == ts]
+        profiles = sorted({owner.get(key, key) for _, key in current})
+        wanted = keep(profiles) if keep and profiles else set(profiles)
+        for ts, key in current:
+            profile = owner.get(key, key)
+            if profile not in wanted:
+                continue
+            members = ids.get(profile) or [profile]
+            times = [(seen[i], i) for i in members if i in seen]
+            if not times or max(times) != (ts, key):
+                continue  # another id of this profile is more recent: the profile is listed there
+            found.append(RecentProfile(profile, ts, tuple(sorted(members)), (ts, key)))
+            if len(found) == limit:
+                return found, (ts, key)
+        if len(candidates) < scan:
+            return found, None
+        cursor = candidates[-1]
+    return found, cursor
+
+
+def rank_by_last_seen(client: Client, profiles: Sequence[str]) -> list[RecentProfile]:
+    """``profiles`` (a selective search's matches) newest activity first; never seen ones last."""
+    if not profiles:
+        return []
+    (member_ids, owners), seen_pairs = one(client, RANK_SQL, profiles=list(profiles))
+    seen = {str(key): int(ts) for key, ts in seen_pairs}
+    members: dict[str, list[str]] = {profile: [] for profile in profiles}
+    for identifier, owner in zip(member_ids, owners, strict=True):
+        if owner in members and identifier not in members[owner]:
+            members[owner].append(str(identifier))
+    ranked = []
+    for profile in profiles:
+        ids = members.get(profile) or [profile]
+        times = [(seen[i], i) for i in ids if i in seen]
+        best = max(times) if times else (0, profile)
+        ranked.append(RecentProfile(profile, best[0], tuple(sorted(ids)), best))
+    return sorted(ranked, key=lambda p: p.position, reverse=True)
