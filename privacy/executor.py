@@ -14,10 +14,12 @@ sink``), on a thread. For each new regulation, in order:
    counted;
 4. ``FINISHED`` with the counts, or ``FAILED`` with the reason.
 
-Physically, rows go in batched ``ALTER TABLE ... DELETE`` mutations, run once the oldest
-unpurged deletion is half of ``FEEDHOUSE_PURGE_WITHIN_SECONDS`` old (all pending deletions
-together: a mutation rewrites every part it touches, so one per table per batch is the cheap
-way); ``purged_at`` records when each id's rows were gone.
+Rows are masked at once with ClickHouse's lightweight ``DELETE FROM`` (every reader, the analyst
+views included, stops seeing them; the rows stay in their parts), and again a few seconds later
+for what was in flight. Physically they go with ``ALTER TABLE ... APPLY DELETED MASK``, which
+rewrites only the parts holding masked rows, run once the oldest unpurged deletion is half of
+``FEEDHOUSE_PURGE_WITHIN_SECONDS`` old, for all pending deletions together (one rewrite per
+table per batch); ``purged_at`` records when each id's rows were gone.
 """
 
 from __future__ import annotations
@@ -86,27 +88,45 @@ WHERE current.3 IS NULL
 """
 
 _MAPPED = "(id IN {ids:Array(String)} OR profile_id IN {ids:Array(String)}) AND updated_at <= {at}"
-# (table, the condition naming a deleted person's rows). ``{at}`` is the deletion time: under
-# DELETE_ONLY only what happened before it goes; a person who came back keeps their new rows.
-PURGES: tuple[tuple[str, str], ...] = (
+_ID_STATE = "id IN {ids:Array(String)} AND updated_at <= {at}"
+_EVENT_ROWS = (
+    "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR timestamp <= {at} OR received_at <= {at})"
+)
+
+# Every table holding a person's rows, with the condition naming a deleted person's rows and
+# how they are removed. ``{at}`` is the deletion time: under DELETE_ONLY only what happened
+# before it goes, so a person who came back keeps their new rows.
+#
+# * "lightweight": ``DELETE FROM`` masks the rows at once (every reader, the analyst views
+#   included, stops seeing them); the purge then rewrites the masked parts (``APPLY DELETED MASK``).
+# * "mutation": ``ALTER TABLE ... DELETE`` rewrites the parts at once: for person_recency, whose
+#   projection a lightweight delete would leave stale (it is one small row per person).
+MASKS: tuple[tuple[str, str, str], ...] = (
+    ("events", _EVENT_ROWS, "lightweight"),
+    ("events_by_person_time", _EVENT_ROWS, "lightweight"),
+    ("events_by_time", _EVENT_ROWS, "lightweight"),
     (
-        "events",
-        "person_key IN {ids:Array(String)}"
-        " AND ({forever:UInt8} = 1 OR timestamp <= {at} OR received_at <= {at})",
+        "person_recency",
+        "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR last_seen <= {at})",
+        "mutation",
     ),
     (
         "rejected_events",
         "(JSONExtractString(payload, 'userId') IN {ids:Array(String)}"
         " OR JSONExtractString(payload, 'anonymousId') IN {ids:Array(String)})"
         " AND ({forever:UInt8} = 1 OR received_at <= {at})",
+        "lightweight",
     ),
-    ("id_mapping", _MAPPED),
-    ("id_mapping_by_profile", _MAPPED),
-    ("id_state", "id IN {ids:Array(String)} AND updated_at <= {at}"),
-    ("id_state_by_group", "id IN {ids:Array(String)} AND updated_at <= {at}"),
-    ("id_state_by_trait", "id IN {ids:Array(String)} AND updated_at <= {at}"),
-    ("id_state_by_audience", "id IN {ids:Array(String)} AND updated_at <= {at}"),
+    ("id_mapping", _MAPPED, "lightweight"),
+    ("id_mapping_by_profile", _MAPPED, "lightweight"),
+    ("id_state", _ID_STATE, "lightweight"),
+    ("id_state_by_group", _ID_STATE, "lightweight"),
+    ("id_state_by_trait", _ID_STATE, "lightweight"),
+    ("id_state_by_audience", _ID_STATE, "lightweight"),
 )
+# Rows derived from what was deleted can still be in flight when the deletion starts (a sink
+# batch, a command an identity agent is applying): the masks run again this long after.
+SECOND_PASS_SECONDS = 10.0
 AT = "fromUnixTimestamp64Micro({at_micros:Int64}, 'UTC')"
 
 
@@ -127,6 +147,8 @@ class Executor:
         self.producer = Producer(producer_config(settings))
         self.last_error = ""
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._second_passes: list[tuple[float, list[str], int, bool]] = []
 
     def start(self, stop: threading.Event) -> Executor:
         self.suppressions.start()
@@ -152,6 +174,7 @@ class Executor:
                 for regulation in reversed(self.regulations.all()):  # oldest first
                     if regulation.status in ("INITIALIZED", "RUNNING"):
                         self.execute(regulation)
+                self.second_passes()
                 self.purge_if_due()
             except Exception as exc:  # keep running: the next pass retries
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -203,9 +226,48 @@ class Executor:
             [[i, regulation.id, at, 1 if forever else 0, None, at] for i in ids],
             column_names=["id", "regulation_id", "deleted_at", "forever", "purged_at", "version"],
         )
-        # ...and the identity agents forget them.
+        # ...the identity agents forget them...
         self.forget(ids, regulation.id, at)
+        # ...and their rows disappear from every answer now, and again once what was in flight
+        # has landed.
+        self.mask(ids, at, forever)
+        with self._lock:
+            self._second_passes.append((time.monotonic() + SECOND_PASS_SECONDS, ids, at, forever))
         return {"events": int(events), "id_states": int(states), "mapped_ids": int(mapped)}
+
+    def mask(self, ids: list[str], at: int, forever: bool) -> None:
+        """Remove every row of ``ids`` from every answer (idempotent)."""
+        tables = self._existing_tables()
+        for table, condition, how in MASKS:
+            if table not in tables:
+                continue
+            where = condition.replace("{at}", AT)
+            if how == "lightweight":
+                statement, settings = f"DELETE FROM {table} WHERE {where}", {"lightweight_deletes_sync": 2}
+            else:
+                statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 2}
+            self.client.command(
+                statement,
+                parameters={"ids": ids, "at_micros": at, "forever": 1 if forever else 0},
+                settings=settings,
+            )
+
+    def _existing_tables(self) -> set[str]:
+        statement = "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        return {str(name) for (name,) in rows(self.client, statement)}
+
+    def second_passes(self, force: bool = False) -> None:
+        """Mask again what was deleted a while ago: rows in flight then have landed since.
+
+        Under DELETE_ONLY the cut-off moves by the delay: identity rows written meanwhile were
+        derived from what was deleted.
+        """
+        now = time.monotonic()
+        with self._lock:
+            due = [item for item in self._second_passes if force or item[0] <= now]
+            self._second_passes = [item for item in self._second_passes if item not in due]
+        for _, ids, at, forever in due:
+            self.mask(ids, at if forever else at + int(SECOND_PASS_SECONDS * 1e6), forever)
 
     def forget(self, ids: Iterable[str], regulation_id: str, at: int) -> None:
         commands: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -276,25 +338,22 @@ class Executor:
         oldest = min(int(at) for _, at, _, _ in pending)
         if not force and now_micros() - oldest < self.settings.purge_within_seconds * 1e6 / 2:
             return 0
-        groups: dict[tuple[int, int], list[str]] = {}
-        regulation_of = {str(identifier): str(regulation) for identifier, _, _, regulation in pending}
-        for identifier, at, forever, _ in pending:
-            groups.setdefault((int(at), int(forever)), []).append(str(identifier))
         started = time.monotonic()
-        for (at, forever), ids in groups.items():
-            for table, condition in PURGES:
-                statement = f"ALTER TABLE {table} DELETE WHERE " + condition.replace("{at}", AT)
-                self.client.command(
-                    statement,
-                    parameters={"ids": ids, "at_micros": at, "forever": forever},
-                    settings={"mutations_sync": 2},
-                )
-            done = now_micros()
-            self.client.insert(
-                "deleted_ids",
-                [[i, regulation_of[i], at, forever, done, done] for i in ids],
-                column_names=["id", "regulation_id", "deleted_at", "forever", "purged_at", "version"],
-            )
+        self.second_passes(force=True)
+        tables = self._existing_tables()
+        # Masked rows are physically removed by rewriting only the parts that hold them.
+        for table, _, how in MASKS:
+            if table in tables and how == "lightweight":
+                self.client.command(f"ALTER TABLE {table} APPLY DELETED MASK", settings={"mutations_sync": 2})
+        done = now_micros()
+        self.client.insert(
+            "deleted_ids",
+            [
+                [str(i), str(regulation), int(at), int(forever), done, done]
+                for i, at, forever, regulation in pending
+            ],
+            column_names=["id", "regulation_id", "deleted_at", "forever", "purged_at", "version"],
+        )
         log.info(
             "deleted people purged",
             extra={"ids": len(pending), "seconds": round(time.monotonic() - started, 2)},

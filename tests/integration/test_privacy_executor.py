@@ -1,0 +1,221 @@
+"""The regulation executor on real ClickHouse (chDB) and a real broker: a deleted person vanishes
+from every answer at once (read API and analyst views), their rows are physically gone after the
+purge, and what it leaves behind keeps them from coming back."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, TopicPartition
+
+from feedhouse.avro.codec import AvroCodec
+from feedhouse.kafka import consumer_config
+from feedhouse.privacy.deletions import DeletedIds
+from feedhouse.privacy.executor import Executor
+from feedhouse.privacy.log import RegulationLog
+from feedhouse.privacy.regulations import Regulation, parse_request
+from feedhouse.settings import Settings
+from tests.conftest import ReadApi
+
+pytestmark = pytest.mark.integration
+DAY = 86_400_000_000
+
+
+def at(day: int, second: int = 0) -> str:
+    return f"2026-03-{day:02d}T10:00:{second:02d}Z"
+
+
+@pytest.fixture
+def executor(settings: Settings, clickhouse: Client) -> Iterator[Executor]:
+    log = RegulationLog(settings).start()
+    assert log.table.wait_loaded(20)
+    running = Executor(settings, clickhouse, log)
+    stop = threading.Event()
+    running.suppressions.start()
+    running.deleted.start()
+    assert running.suppressions.table.wait_loaded(20) and running.deleted.wait_loaded(20)
+    yield running
+    stop.set()
+    running.join(5)
+    log.stop()
+
+
+def people(read_api: ReadApi, tag: str) -> tuple[list[str], list[str]]:
+    ann = [f"ann-phone-{tag}", f"ann-old-{tag}", f"ann-{tag}"]
+    bob = [f"bob-{tag}"]
+    read_api.send(
+        {"type": "page", "messageId": f"a1-{tag}", "anonymousId": ann[0], "name": "Home", "timestamp": at(1)},
+        {
+            "type": "identify",
+            "messageId": f"a2-{tag}",
+            "userId": ann[1],
+            "anonymousId": ann[0],
+            "traits": {"email": f"ann-{tag}@example.com", "plan": "pro"},
+            "timestamp": at(1, 1),
+        },
+        {
+            "type": "alias",
+            "messageId": f"a3-{tag}",
+            "previousId": ann[1],
+            "userId": ann[2],
+            "timestamp": at(1, 2),
+        },
+        {
+            "type": "group",
+            "messageId": f"a4-{tag}",
+            "userId": ann[2],
+            "groupId": f"acme-{tag}",
+            "timestamp": at(1, 3),
+        },
+        {"type": "track", "messageId": f"a5-{tag}", "userId": ann[2], "event": "Paid", "timestamp": at(1, 4)},
+        {
+            "type": "identify",
+            "messageId": f"b1-{tag}",
+            "userId": bob[0],
+            "traits": {"plan": "pro"},
+            "timestamp": at(2),
+        },
+        {
+            "type": "group",
+            "messageId": f"b2-{tag}",
+            "userId": bob[0],
+            "groupId": f"acme-{tag}",
+            "timestamp": at(2, 1),
+        },
+    )
+    return ann, bob
+
+
+def regulate(executor: Executor, kind: str, subjects: list[str]) -> Regulation:
+    regulation = parse_request({"regulationType": kind, "subjectIds": subjects}, time.time_ns() // 1000)
+    executor.regulations.save(regulation)
+    executor.execute(regulation)
+    done = executor.regulations.get(regulation.id)
+    assert done is not None and done.status == "FINISHED", done
+    return done
+
+
+def scalar(client: Client, sql: str, **parameters: Any) -> Any:
+    return client.query(sql, parameters=parameters).result_rows[0][0]
+
+
+def test_a_deleted_person_vanishes_from_every_answer_and_then_from_disk(
+    read_api: ReadApi, clickhouse: Client, executor: Executor, settings: Settings
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = people(read_api, tag)
+    assert read_api.get(f"/v1/profiles/{ann[0]}").json()["id"] == ann[2]
+
+    assert set(ann) <= set(executor.person_ids([ann[1]])), "an aliased old id names the whole person"
+    done = regulate(executor, "SUPPRESS_WITH_DELETE", [ann[1]])
+    assert done.counts["events"] == 5 and done.counts["ids"] >= 3, done.counts
+
+    for identifier in ann:
+        assert read_api.get(f"/v1/profiles/{identifier}").status_code == 404, identifier
+        assert read_api.get(f"/v1/profiles/{identifier}/timeline").status_code == 404, identifier
+    feed = {
+        event["messageId"] for event in read_api.get("/v1/feed", hidden="true", limit=500).json()["events"]
+    }
+    assert not {m for m in feed if m.startswith("a")} & {f"a{n}-{tag}" for n in range(1, 6)}
+    assert {f"b1-{tag}", f"b2-{tag}"} <= feed, "the other person is untouched"
+    assert read_api.get("/v1/profiles", **{"trait.email": f"ann-{tag}@example.com"}).json()["total"] == 0
+    assert read_api.get(f"/v1/groups/acme-{tag}").json()["members"] == [bob[0]]
+    # The analyst views (docs/schema.md) see nothing of her either.
+    ids = {"ids": ann}
+    assert (
+        scalar(
+            clickhouse, "SELECT count() FROM events_resolved WHERE person_key IN {ids:Array(String)}", **ids
+        )
+        == 0
+    )
+    assert (
+        scalar(clickhouse, "SELECT count() FROM profiles WHERE hasAny(ids, {ids:Array(String)})", **ids) == 0
+    )
+    assert (
+        scalar(clickhouse, "SELECT count() FROM id_mapping_current WHERE id IN {ids:Array(String)}", **ids)
+        == 0
+    )
+    assert (
+        scalar(clickhouse, "SELECT count() FROM id_state_current WHERE id IN {ids:Array(String)}", **ids) == 0
+    )
+
+    # Masked, not yet gone from disk...
+    raw = "SELECT count() FROM events WHERE person_key IN {ids:Array(String)} SETTINGS apply_deleted_mask = 0"
+    assert scalar(clickhouse, raw, **ids) == 5
+    # ...until the purge rewrites the parts that hold her rows.
+    assert executor.purge_if_due(force=True) >= 3
+    assert scalar(clickhouse, raw, **ids) == 0
+    purged = (
+        "SELECT countIf(purged IS NOT NULL) FROM (SELECT argMax(purged_at, version) AS purged"
+        " FROM deleted_ids WHERE id IN {ids:Array(String)} GROUP BY id)"
+    )
+    assert scalar(clickhouse, purged, **ids) == 3
+    # What keeps her out from now on: the suppression list and the deleted ids.
+    assert set(ann) <= executor.suppressions.ids
+    follower = DeletedIds(settings).start()
+    try:
+        assert follower.wait_loaded(20)
+        assert all(follower.entry(identifier) for identifier in ann)
+        assert follower.drops_event(ann[:1], time.time_ns() // 1000, time.time_ns() // 1000)
+    finally:
+        follower.stop()
+    # The identity agents were told to forget every id (so a restarted worker cannot resurrect her).
+    assert forgotten(settings) >= set(ann)
+    # The audit trail: the request, its timings and counts.
+    audit = clickhouse.query(
+        "SELECT argMax(status, version), argMax(counts, version) FROM regulations WHERE id = {id:String}",
+        parameters={"id": done.id},
+    ).result_rows[0]
+    assert audit[0] == "FINISHED" and audit[1]["events"] == 5
+
+
+def forgotten(settings: Settings) -> set[str]:
+    codec = AvroCodec("identity_batch")
+    topic = settings.topic("identity-graph")
+    consumer = Consumer(consumer_config(settings, f"test-{uuid.uuid4().hex[:6]}"))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    found: set[str] = set()
+    try:
+        idle = 0
+        while idle < 2:
+            messages = consumer.consume(1000, 1.0)
+            idle = 0 if messages else idle + 1
+            for message in messages:
+                if message.error() is None:
+                    found |= {
+                        c["id"]
+                        for c in codec.decode(message.value() or b"")["commands"]
+                        if c["kind"] == "forget"
+                    }
+    finally:
+        consumer.close()
+    return found
+
+
+def test_delete_only_keeps_what_the_person_does_afterwards(
+    read_api: ReadApi, clickhouse: Client, executor: Executor
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = people(read_api, tag)
+    done = regulate(executor, "DELETE_ONLY", [ann[2]])
+    assert not executor.suppressions.suppressed(ann[2], None), "DELETE_ONLY does not suppress"
+    assert read_api.get(f"/v1/profiles/{ann[2]}").status_code == 404
+    # Genuinely new: the same user id, later, starts a new profile with nothing of the old one.
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    read_api.pipeline.offset += 1000
+    read_api.send(
+        {"type": "track", "messageId": f"new-{tag}", "userId": ann[2], "event": "Back", "timestamp": later}
+    )
+    profile = read_api.get(f"/v1/profiles/{ann[2]}").json()
+    assert profile["eventCount"] == 1 and profile["traits"] == {} and profile["group"] is None, profile
+    assert [e["messageId"] for e in read_api.get(f"/v1/profiles/{ann[2]}/timeline").json()["events"]] == [
+        f"new-{tag}"
+    ]
+    assert done.counts["events"] == 5
+    assert read_api.get(f"/v1/profiles/{bob[0]}").status_code == 200
