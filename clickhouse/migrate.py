@@ -210,3 +210,12 @@ def _record(client: Client, database: str, migration: Migration, *, applied: boo
         column_names=["version", "name", "checksum", "applied", "changed_at"],
         database=database,
     )
+
+
+def prepare(client: Client, database: str, retention_days: int) -> list[Migration]:
+    """What every process that owns the schema does at start: migrate, then apply retention."""
+    from feedhouse.clickhouse.retention import apply_retention
+
+    done = migrate(client, database)
+    apply_retention(client, database, retention_days)
+    return done

@@ -71,7 +71,7 @@ def _worker(_args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     from feedhouse.clickhouse.client import close_clients, database_for, get_client
-    from feedhouse.clickhouse.migrate import MigrationError, migrate, rollback
+    from feedhouse.clickhouse.migrate import MigrationError, prepare, rollback
 
     current = settings.load()
     logs.configure(current.log_level)
@@ -82,7 +82,7 @@ def _migrate(args: argparse.Namespace) -> int:
             done = rollback(client, database, args.down)
             print(f"reverted {len(done)} migration(s) in {database}: {[m.label for m in done]}", flush=True)
         else:
-            done = migrate(client, database)
+            done = prepare(client, database, current.retention_days)
             print(f"applied {len(done)} migration(s) to {database}: {[m.label for m in done]}", flush=True)
     except MigrationError as exc:
         print(f"feedhouse migrate: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ import uvicorn
 from feedhouse import logs
 from feedhouse.broker import objectstore_command, tansu_command, tansu_env
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
-from feedhouse.clickhouse.migrate import migrate
+from feedhouse.clickhouse.migrate import prepare
 from feedhouse.health import Health
 from feedhouse.kafka import ensure_topics
 from feedhouse.server import create_app
@@ -124,7 +124,7 @@ def run_dev(base: Settings, *, fresh: bool = False) -> int:
         wait_for_ports([settings.http_port], settings.port_wait_seconds, "HTTP server")
         supervisor.start()
         ensure_topics(settings)
-        migrate(get_client(settings), database_for(settings))
+        prepare(get_client(settings), database_for(settings), settings.retention_days)
     except StartError as exc:
         supervisor.stop()
         print(f"feedhouse dev: {exc}", file=sys.stderr, flush=True)

@@ -38,14 +38,15 @@ COMPACTED = (("cleanup.policy", "compact"),)
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the pipeline needs, with the partition counts its consumers expect."""
     n = settings.events_partitions
+    retained = (("retention.ms", str(int(settings.kafka_retention_hours * 3_600_000))),)
     return [
-        TopicSpec("events", n),
-        TopicSpec("rejected", max(1, n // 4)),
+        TopicSpec("events", n, retained),
+        TopicSpec("rejected", max(1, n // 4), retained),
         TopicSpec("dead-letter", 1),
         # Identity router -> Faust agents. Commands are keyed like events (by id), so they
         # co-partition with them; the graph is one partition so that merges are sequenced.
-        TopicSpec("identity-commands", n),
-        TopicSpec("identity-graph", 1),
+        TopicSpec("identity-commands", n, retained),
+        TopicSpec("identity-graph", 1, retained),
         # Identity agents -> sink -> ClickHouse.
         TopicSpec("identity-mapping", n),
         TopicSpec("identity-state", n),

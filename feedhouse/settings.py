@@ -86,8 +86,10 @@ class Settings:
     embedded_sink: bool = False
     sink_batch_rows: int = 20000
     sink_batch_seconds: float = 0.5
-    # Privacy
+    # Privacy and data lifecycle
     purge_within_seconds: float = 24 * 3600
+    retention_days: int = 0
+    kafka_retention_hours: float = 7 * 24
     # Operations
     log_level: str = "INFO"
     metrics_port: int = 0
@@ -240,6 +242,16 @@ ENV: Mapping[str, tuple[str, object, str]] = {
     ),
     "FEEDHOUSE_SINK_BATCH_ROWS": ("sink_batch_rows", int, "Sink closes a batch at this many rows..."),
     "FEEDHOUSE_SINK_BATCH_SECONDS": ("sink_batch_seconds", float, "...or after this many seconds."),
+    "FEEDHOUSE_RETENTION_DAYS": (
+        "retention_days",
+        int,
+        "Events (and rejected events) older than this many days are dropped from ClickHouse; 0 keeps them.",
+    ),
+    "FEEDHOUSE_KAFKA_RETENTION_HOURS": (
+        "kafka_retention_hours",
+        float,
+        "retention.ms of the event topics Feedhouse creates (events, rejected, identity commands).",
+    ),
     "FEEDHOUSE_PURGE_WITHIN_SECONDS": (
         "purge_within_seconds",
         float,

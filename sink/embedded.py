@@ -11,7 +11,7 @@ import threading
 import time
 
 from feedhouse.clickhouse.client import database_for, get_client
-from feedhouse.clickhouse.migrate import migrate
+from feedhouse.clickhouse.migrate import prepare
 from feedhouse.retry import Backoff
 from feedhouse.settings import Settings
 from feedhouse.sink.consumer import Sink
@@ -33,7 +33,7 @@ class EmbeddedSink:
 
     def start(self) -> EmbeddedSink:
         if self.apply_migrations:
-            migrate(get_client(self.settings), database_for(self.settings))
+            prepare(get_client(self.settings), database_for(self.settings), self.settings.retention_days)
         self.sink = Sink(self.settings)
         self.thread.start()
         return self

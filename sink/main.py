@@ -10,7 +10,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
-from feedhouse.clickhouse.migrate import migrate, pending
+from feedhouse.clickhouse.migrate import pending, prepare
 from feedhouse.kafka import ensure_topics
 from feedhouse.settings import Settings
 from feedhouse.sink.consumer import Sink
@@ -27,7 +27,7 @@ def run_standalone(settings: Settings, *, apply_migrations: bool = True) -> int:
     database = database_for(settings)
     client = get_client(settings)
     if apply_migrations:
-        applied = migrate(client, database)
+        applied = prepare(client, database, settings.retention_days)
         if applied:
             log.info("migrations applied", extra={"migrations": [m.label for m in applied]})
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -262,3 +263,31 @@ def test_the_read_side_lookup_tables_are_backfilled_from_stored_events(
         for table in lookups
     }
     assert counts == {"events_by_person_time": 5, "events_by_time": 5, "person_recency": 2}, counts
+
+
+def test_retention_drops_whole_expired_months_and_can_be_lifted(
+    clickhouse: Client, settings: Settings
+) -> None:
+    from feedhouse.clickhouse.retention import RETAINED, apply_retention
+    from tests.support.offline_pipeline import OfflinePipeline
+
+    database = database_for(settings)
+    pipeline = OfflinePipeline()
+    old, recent = "2020-01-15T10:00:00Z", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    pipeline.add({"type": "track", "messageId": "old", "userId": "u", "event": "E", "timestamp": old})
+    pipeline.add({"type": "track", "messageId": "new", "userId": "u", "event": "E", "timestamp": recent})
+    pipeline.flush(clickhouse)
+    assert sorted(apply_retention(clickhouse, database, 30)) == sorted(RETAINED)
+    for table in ("events", "events_by_person_time", "events_by_time"):
+        clickhouse.command(f"ALTER TABLE {table} MATERIALIZE TTL", settings={"mutations_sync": 2})
+        kept = clickhouse.query(f"SELECT groupArray(message_id) FROM {table}").result_rows[0][0]
+        assert kept == ["new"], f"{table} kept {kept}"
+    ddl = clickhouse.query("SELECT create_table_query FROM system.tables WHERE name = 'events'").result_rows[
+        0
+    ][0]
+    assert "TTL" in ddl and "ttl_only_drop_parts = 1" in ddl, ddl
+    assert sorted(apply_retention(clickhouse, database, 0)) == sorted(RETAINED)
+    ddl = clickhouse.query("SELECT create_table_query FROM system.tables WHERE name = 'events'").result_rows[
+        0
+    ][0]
+    assert " TTL " not in ddl, ddl
