@@ -1,0 +1,245 @@
+"""Privacy at scale: a deletion of many people, what masking costs readers, what suppression
+costs ingestion.
+
+    python -m bench.privacy [--events 1000000] [--people 1000] [--suppressed 100000]
+    python -m bench.privacy --events 10000000 --data-dir /tmp/fh10m-privacy --keep
+
+On chDB filled with ``--events`` generated events (``tests.support.offline_pipeline``, as
+``bench.read_api`` does) and a Tansu broker, in one run:
+
+1. read latency (profile, timeline; p95 over random ids) before any deletion: the ceiling;
+2. one ``SUPPRESS_WITH_DELETE`` regulation of ``--people`` people through the executor (resolve
+   to every id of each person, suppress, record deletions, forget identity, lightweight-delete
+   every table): seconds until nothing of them is visible;
+3. the same read latency with the deletions masked (lightweight-deleted rows in the parts);
+4. the purge (``APPLY DELETED MASK`` on every table): seconds until the rows are gone from disk;
+5. ``feedhouse gateway --workers 2`` under ``/v1/batch`` load with an empty suppression list,
+   then with ``--suppressed`` ids on it: events/s, the ratio is what checking costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from bench.common import WRITE_KEY, Figure, Result, percentile, print_table, scaled, stop_on_sigterm
+from bench.gateway_throughput import batch_bodies, gateway_child
+from bench.loadgen import basic_auth, run_load
+from bench.processes import wait_http_ok
+from bench.read_api import load
+from bench.traffic import segment_calls
+from feedhouse import settings as settings_module
+from feedhouse.broker import EmbeddedBroker
+from feedhouse.clickhouse.client import close_clients, database_for, get_client
+from feedhouse.clickhouse.migrate import migrate
+from feedhouse.kafka import ensure_topics
+from feedhouse.privacy.executor import Executor
+from feedhouse.privacy.log import RegulationLog
+from feedhouse.privacy.regulations import parse_request
+from feedhouse.privacy.suppressions import SuppressionList
+from feedhouse.read.api import read_routes
+from feedhouse.settings import Settings
+
+TOKEN = "bench-read-token"
+
+
+def latencies(http: TestClient, ids: list[str]) -> dict[str, float | None]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    found: dict[str, list[float]] = {"profile": [], "timeline": []}
+    for identifier in ids:
+        for name, path in (
+            ("profile", f"/v1/profiles/{identifier}"),
+            ("timeline", f"/v1/profiles/{identifier}/timeline"),
+        ):
+            started = time.perf_counter()
+            http.get(path, headers=headers)
+            found[name].append((time.perf_counter() - started) * 1000)
+    return {name: percentile(values, 95) for name, values in found.items()}
+
+
+def users(client: Client, count: int, seed: int) -> list[str]:
+    return [
+        str(row[0])
+        for row in client.query(
+            "SELECT DISTINCT user_id FROM events WHERE startsWith(user_id, 'user-')"
+            " ORDER BY cityHash64(user_id, {seed:UInt64}) LIMIT {n:UInt32}",
+            parameters={"n": count, "seed": seed},
+        ).result_rows
+    ]
+
+
+def run(args: argparse.Namespace) -> Result:
+    result = Result(
+        "privacy", params={"events": args.events, "people": args.people, "suppressed": args.suppressed}
+    )
+    keep = bool(args.data_dir and args.keep)
+    workdir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="bench-privacy-"))
+    broker = EmbeddedBroker(
+        log_path=Path(tempfile.gettempdir()) / f"bench-privacy-{uuid.uuid4().hex[:6]}.log"
+    ).start()
+    try:
+        current: Settings = settings_module.load(
+            {},
+            kafka_bootstrap_servers=broker.bootstrap,
+            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+            data_dir=workdir,
+            read_token=TOKEN,
+            write_keys=(WRITE_KEY,),
+            changelog_seals=True,
+            log_level="WARNING",
+        )
+        ensure_topics(current)
+        client = get_client(current)
+        marker = workdir / f"loaded-{args.events}"
+        migrate(client, database_for(current))
+        if not marker.exists():
+            seconds = load(client, args.events, max(100, args.events // 10), 7)
+            print(f"loaded {args.events:,} events in {seconds:.0f} s")
+            marker.write_text("ok")
+        http = TestClient(Starlette(routes=read_routes(current, lambda: client)))
+        victims = users(client, args.people, 11)
+        readers = [u for u in users(client, 600, 23) if u not in set(victims)][:200]
+        before = latencies(http, readers)
+        print(f"read p95 before: {before}")
+
+        log = RegulationLog(current).start()
+        executor = Executor(current, get_client(current, purpose="privacy"), log)
+        executor.suppressions.start()
+        executor.deleted.start()
+        assert log.table.wait_loaded(30) and executor.deleted.wait_loaded(30)
+        regulation = parse_request(
+            {"regulationType": "SUPPRESS_WITH_DELETE", "subjectIds": victims}, time.time_ns() // 1000
+        )
+        log.save(regulation)
+        started = time.perf_counter()
+        executor.execute(regulation)
+        invisible = time.perf_counter() - started
+        done = log.get(regulation.id)
+        assert done is not None and done.status == "FINISHED", done
+        still = [
+            v
+            for v in victims[:50]
+            if http.get(f"/v1/profiles/{v}", headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 404
+        ]
+        assert not still, f"still visible: {still[:3]}"
+        print(f"{args.people:,} people invisible after {invisible:.2f} s ({done.counts})")
+
+        after = latencies(http, readers)
+        print(f"read p95 with the deletions masked: {after}")
+        started = time.perf_counter()
+        executor.purge_if_due(force=True)
+        purged = time.perf_counter() - started
+        print(f"physically removed in {purged:.1f} s")
+        executor.suppressions.stop()
+        executor.deleted.stop()
+        log.stop()
+        close_clients()
+
+        rates = suppression_cost(current, workdir, args)
+        result.details.update(
+            {"regulation_counts": done.counts, "read_before": before, "read_after": after, "ingest": rates}
+        )
+        result.add(
+            Figure(
+                "privacy",
+                f"{args.people:,} people deleted: invisible",
+                invisible,
+                "s",
+                better="lower",
+                target=5.0,
+            )
+        )
+        result.add(
+            Figure(
+                "privacy", f"{args.people:,} people deleted: physically removed", purged, "s", better="lower"
+            )
+        )
+        for name in ("profile", "timeline"):
+            result.add(
+                Figure(
+                    "privacy",
+                    f"{name} p95 with deletions masked",
+                    after[name],
+                    "ms",
+                    ceiling=before[name],
+                    ceiling_label="same ids before the deletion",
+                    better="lower",
+                    target=(before[name] or 0) * 1.10,
+                )
+            )
+        result.add(
+            Figure(
+                "privacy",
+                f"/v1/batch with {args.suppressed:,} ids suppressed",
+                rates["suppressed"],
+                "events/s",
+                ceiling=rates["empty"],
+                ceiling_label="empty suppression list, same run",
+                target=rates["empty"] * 0.95,
+            )
+        )
+    finally:
+        broker.close()
+        close_clients()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def suppression_cost(base: Settings, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """/v1/batch events/s with an empty suppression list, then with ``args.suppressed`` ids."""
+    calls = segment_calls(20_000, seed=31)
+    bodies = batch_bodies(calls, 100)
+    rates: dict[str, float] = {}
+    for label, count in (("empty", 0), ("suppressed", args.suppressed)):
+        current = settings_module.load(
+            {},
+            kafka_bootstrap_servers=base.kafka_bootstrap_servers,
+            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+            data_dir=workdir / f"gateway-{label}",
+            write_keys=(WRITE_KEY,),
+            log_level="WARNING",
+        )
+        ensure_topics(current)
+        if count:
+            listing = SuppressionList(current).start()
+            listing.suppress((f"suppressed-{n}" for n in range(count)), "bench")
+            listing.stop()
+        gateway = gateway_child(current, workdir, 2)
+        with gateway:
+            wait_http_ok(f"{gateway.url}/readyz", gateway, timeout=120)
+            headers = {"Authorization": basic_auth(WRITE_KEY)}
+            run_load(f"{gateway.url}/v1/batch", bodies, seconds=1, connections=4, headers=headers)
+            load_result = run_load(
+                f"{gateway.url}/v1/batch", bodies, seconds=args.seconds, connections=8, headers=headers
+            )
+        rates[label] = load_result.ok_rps * 100
+        print(f"gateway /v1/batch, {count:,} ids suppressed: {rates[label]:,.0f} events/s")
+    return rates
+
+
+def main() -> None:
+    stop_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=scaled(1_000_000))
+    parser.add_argument("--people", type=int, default=1000)
+    parser.add_argument("--suppressed", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=scaled(10))
+    parser.add_argument("--data-dir", help="chDB data directory (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory, reuse it next time")
+    args = parser.parse_args()
+    result = run(args)
+    print_table(result)
+    result.save()
+
+
+if __name__ == "__main__":
+    main()
