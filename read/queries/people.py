@@ -100,6 +100,7 @@ SELECT
     members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
 )
 
+MAX_SCAN = 8192  # candidates in one round at most
 Position = tuple[int, str]  # (last seen in epoch µs, id): the keyset position of a row
 
 
@@ -127,11 +128,15 @@ def recent_profiles(
     """
     found: list[RecentProfile] = []
     cursor = before
+    rounds = 0
     while len(found) < limit:
         # Scan a little more than asked (stale rows of unmerged parts and a profile's other ids
         # cost candidates; a filter, more): every candidate costs a key lookup in three tables.
+        # Where most rows are skipped (older ids of profiles listed higher up), each further
+        # round scans twice as many, so a deep page takes a few rounds, not hundreds.
         needed = limit - len(found)
-        scan = needed * 8 if keep else needed + needed // 2 + 8
+        scan = min(MAX_SCAN, (needed * 8 if keep else needed + needed // 2 + 8) << min(rounds, 8))
+        rounds += 1
         scanned, (member_ids, owners), seen_pairs = one(
             client,
             ROUND_SQL,

@@ -391,9 +391,11 @@ def test_hostile_data_stays_inert_and_the_layout_holds(pages: Pages, browser: Br
 def test_the_keyboard_alone_finds_a_person_and_opens_an_event(pages: Pages, tab: BrowserPage) -> None:
     pages.send(*customers())
     tab.page.goto("/login")
-    tab.page.keyboard.type(pages.settings.read_token)  # the token field has the focus
+    expect(tab.page.get_by_label("Token")).to_be_focused()  # autofocus: typing goes there
+    tab.page.keyboard.type(pages.settings.read_token)
     tab.page.keyboard.press("Enter")
     expect(tab.page.get_by_role("heading", name="People", exact=True)).to_be_visible()
+    tab.page.wait_for_load_state("load")
     tab.page.keyboard.press("Tab")  # the skip link comes first
     expect(tab.page.locator("a.skip")).to_be_focused()
     tab.page.get_by_label("Search people").focus()
