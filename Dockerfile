@@ -10,6 +10,7 @@ COPY avro ./avro
 COPY clickhouse ./clickhouse
 COPY sink ./sink
 COPY read ./read
+COPY audiences ./audiences
 RUN pip install .
 USER nobody
 ENTRYPOINT ["feedhouse"]
