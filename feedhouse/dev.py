@@ -2,7 +2,8 @@
 
 Starts the embedded Tansu broker, creates the topics, applies the ClickHouse migrations
 (chDB under the data directory), starts one identity worker process, and serves the gateway
-(ingestion + read API) with the sink inside the same process (chDB is owned by one process).
+(ingestion + read API + admin API) with the sink and the audience evaluator and senders inside
+the same process (chDB is owned by one process).
 Ctrl-C stops everything. The embedded broker keeps its data in memory, so each start begins
 from empty topics; the ClickHouse data of the previous run is cleared too, because identity
 state lives in Kafka and both must start together.
@@ -27,13 +28,15 @@ from feedhouse.server import create_app
 from feedhouse.settings import Settings, to_env
 
 BANNER = """
-Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink in the gateway).
+Feedhouse is running (embedded: Tansu broker, chDB, 1 identity worker, sink and audiences in
+the gateway).
 
   Ingest (Segment HTTP API)  {url}/v1/batch   (also /v1/track, /v1/identify, ...)
   Write key                  {write_key}       (HTTP Basic user name, empty password)
   Read API                   {url}/v1/profiles/{{id}}, /v1/feed, ...
   Read token                 {read_token}      (Authorization: Bearer ...)
-  Admin token                {admin_token}     (Authorization: Bearer ...; administration)
+  Admin token                {admin_token}     (Authorization: Bearer ...; /v1/traits,
+                                                  /v1/audiences, /v1/destinations)
   Metrics / health           {url}/metrics  {url}/readyz
   Kafka                      {kafka}
   ClickHouse (chDB)          {clickhouse}
@@ -60,6 +63,7 @@ def run_dev(base: Settings) -> int:
         kafka_bootstrap_servers=broker.bootstrap,
         data_dir=data_dir,
         embedded_sink=True,
+        embedded_audiences=True,
         http_workers=1,
         changelog_seals=True,  # the embedded broker is Tansu
     )

@@ -1,8 +1,10 @@
 """The HTTP server of a Feedhouse process: one Starlette app composing the stages it hosts.
 
-Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), health and metrics; with
-embedded chDB it also hosts the sink, because one process owns the chDB directory. The
-lifespan owns the long-lived parts: the Kafka producer, the embedded sink thread.
+Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), the admin API of audiences
+and destinations (``feedhouse.audiences.admin``), health and metrics; with embedded chDB it
+also hosts the sink and the audience evaluator and senders, because one process owns the chDB
+directory. The lifespan owns the long-lived parts: the Kafka producer, the embedded sink
+thread, the embedded audience threads.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from feedhouse import logs
 from feedhouse import settings as settings_module
+from feedhouse.audiences.admin import admin_routes, audience_definitions
 from feedhouse.clickhouse.client import get_client
 from feedhouse.gateway.ingest import Ingestor
 from feedhouse.gateway.publisher import Publisher
@@ -57,9 +60,17 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
             from feedhouse.sink.embedded import start_embedded
 
             sink_thread = await asyncio.to_thread(start_embedded, settings, stop_sink)
+        audiences = None
+        if settings.embedded_audiences:
+            from feedhouse.audiences.runner import start_embedded as start_audiences
+
+            audiences = await asyncio.to_thread(start_audiences, settings, stop_sink)
         try:
             yield
         finally:
+            if audiences is not None:
+                stop_sink.set()
+                await asyncio.to_thread(audiences.join, 30)
             if sink_thread is not None:
                 stop_sink.set()
                 await asyncio.to_thread(sink_thread.join, 30)
@@ -81,7 +92,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Starle
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
-    routes += read_routes(settings, lambda: get_client(settings))
+    routes += read_routes(settings, lambda: get_client(settings), audience_definitions)
+    routes += admin_routes(settings, lambda: get_client(settings))
     routes += [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

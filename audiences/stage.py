@@ -1,0 +1,91 @@
+"""The evaluator's Kafka side: which ids a batch touched, and when ClickHouse has their rows.
+
+A stage of the shared consume loop (``feedhouse.consume``) on the ``events``,
+``identity-mapping`` and ``identity-state`` topics. Records are never decoded: an event's
+Kafka key is its person key (its messageId when it has no real id, which names no profile),
+and identity records are keyed by the id they describe. Before evaluating, the stage waits
+until the sink's consumer group committed past every offset of the batch: the sink commits
+only after its insert, so the evaluator then reads exactly the rows those records made (the
+sink may run in this process or elsewhere; only its committed offsets matter). Offsets are
+committed after the changes are written: a crash re-evaluates the batch, which records
+nothing new (``audiences.changes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from feedhouse.audiences.evaluator import Evaluator
+from feedhouse.consume import Batch
+from feedhouse.kafka import consumer_config
+from feedhouse.retry import Abandoned, Wait
+from feedhouse.settings import Settings
+from feedhouse.sink.consumer import GROUP_SUFFIX as SINK_GROUP_SUFFIX
+
+TOPICS = ("events", "identity-mapping", "identity-state")
+BARRIER_POLL_SECONDS = 0.05
+
+
+@dataclass(slots=True)
+class Touched:
+    """Ids a batch concerns; ``moved`` are those whose profile changed (identity-mapping)."""
+
+    ids: set[str] = field(default_factory=set)
+    moved: set[str] = field(default_factory=set)
+
+
+class SinkBarrier:
+    """Waits until the sink's group committed past given offsets (reads offsets, never joins)."""
+
+    def __init__(self, settings: Settings) -> None:
+        group = f"{settings.topic_prefix}{SINK_GROUP_SUFFIX}"
+        self.consumer = Consumer(consumer_config(settings, group))
+
+    def reached(self, ends: Mapping[tuple[str, int], int]) -> bool:
+        asked = [TopicPartition(topic, partition) for topic, partition in ends]
+        try:
+            committed = self.consumer.committed(asked, timeout=5)
+        except KafkaException:
+            return False
+        return all(tp.offset >= ends[(tp.topic, tp.partition)] for tp in committed)
+
+    def wait(self, ends: Mapping[tuple[str, int], int], wait: Wait) -> None:
+        while not self.reached(ends):
+            if not wait(BARRIER_POLL_SECONDS):
+                raise Abandoned("waiting for the sink")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class EvaluatorStage:
+    """Touched ids in, changes out (see the module docstring)."""
+
+    def __init__(self, settings: Settings, evaluator: Evaluator, barrier: SinkBarrier | None = None) -> None:
+        self.mapping_topic = settings.topic("identity-mapping")
+        self.evaluator = evaluator
+        self.barrier = barrier or SinkBarrier(settings)
+
+    def open(self) -> Touched:
+        return Touched()
+
+    def add(self, message: Message, batch: Batch[Touched]) -> None:
+        key = message.key()
+        if not key:
+            return
+        identifier = key.decode("utf-8", "replace")
+        if message.topic() == self.mapping_topic:
+            batch.payload.moved.add(identifier)
+        else:
+            batch.payload.ids.add(identifier)
+
+    def write(self, batch: Batch[Touched], wait: Wait) -> None:
+        ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
+        self.barrier.wait(ends, wait)
+        self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait)
+
+    def discard(self) -> None:
+        self.evaluator.log.reset()
