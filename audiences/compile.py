@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from feedhouse.audiences.definitions import (
     AUDIENCE,
     AllOf,
@@ -55,13 +57,21 @@ class UnknownTrait(LookupError):
 
 @dataclass
 class Binder:
-    """Generates parameter names and keeps their values: ``bind(v, 'String')`` -> ``{p0:String}``."""
+    """Generates parameter names and keeps their values: ``bind(v, 'String')`` -> ``{p0:String}``.
+
+    The same value of the same type gets the same name, so two definitions testing the same
+    events produce the same aggregate text and share one aggregate column.
+    """
 
     values: dict[str, Any] = field(default_factory=dict)
+    names: dict[tuple[str, bytes], str] = field(default_factory=dict)
 
     def __call__(self, value: Any, kind: str) -> str:
-        name = f"p{len(self.values)}"
-        self.values[name] = value
+        key = (kind, orjson.dumps(value))
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = f"p{len(self.values)}"
+            self.values[name] = value
         return f"{{{name}:{kind}}}"
 
 
