@@ -289,7 +289,8 @@ def compare(raw: str, op: str, value: Scalar | None, bind: Binder) -> str:
         extracted, bound = f"JSONExtractString({raw})", bind(value, "String")
     if op == "contains":
         text = f"(JSONType({raw}) = 'String' AND position(JSONExtractString({raw}), {bound}) > 0)"
-        listed = f"(JSONType({raw}) = 'Array' AND has(JSONExtract({raw}, 'Array(String)'), {bound}))"
+        items = f"JSONExtract(ifNull({raw}, ''), 'Array(String)')"
+        listed = f"(JSONType({raw}) = 'Array' AND has({items}, {bound}))"
         return f"ifNull({present} AND ({text} OR {listed}), 0)"
     if op == "neq":
         return f"ifNull({present} AND NOT ({typed} AND {extracted} = {bound}), 0)"
