@@ -107,7 +107,7 @@ class Sender:
     def initial_sync(self) -> None:
         """Every current member / value (as of the newest change), then the cursor moves there."""
         head = self.head()
-        sent = 0
+        delivered = dead = 0
         for stored in self.store.definitions().by_key.values():
             if self.only and stored.key not in self.only:
                 continue
@@ -116,14 +116,27 @@ class Sender:
                 for row in rows(self.client, SNAPSHOT_SQL, computation=stored.computation_id, head=head)
             ]
             for batch in self.batches(snapshot):
-                self.send(batch)
-                sent += len(batch)
+                ok, count = self.send(batch)
+                delivered += count if ok else 0
+                dead += 0 if ok else count
         self.cursor = self.store.save_cursor(
             self.destination.destination_id,
-            Cursor(head, True, self.cursor.delivered, self.cursor.dead_lettered, version=self.cursor.version),
+            Cursor(
+                head,
+                True,
+                self.cursor.delivered + delivered,
+                self.cursor.dead_lettered + dead,
+                version=self.cursor.version,
+            ),
         )
         log.info(
-            "initial sync done", extra={"destination": self.destination.key, "changes": sent, "head": head}
+            "initial sync done",
+            extra={
+                "destination": self.destination.key,
+                "messages": delivered,
+                "dead_lettered": dead,
+                "head": head,
+            },
         )
 
     def step(self) -> bool:
