@@ -168,7 +168,7 @@ def test_profiles_and_audience_lists_show_both_systems(api: Api, harness: Harnes
         "computation_id": "aud_e",
         "space_id": "spa_x",
     }
-    calls = [
+    calls: list[dict[str, Any]] = [
         {
             "type": "identify",
             "messageId": "e1",
