@@ -441,3 +441,50 @@ def test_incremental_passes_agree_with_a_full_backfill(read_api: ReadApi, harnes
         incremental, fresh = harness.values(key), harness.values(f"{key}_fresh")
         assert incremental == fresh, key
         assert fresh, f"{key} has no values: the stream no longer exercises it"
+
+
+def test_analyst_views_show_membership_history_and_values(read_api: ReadApi, harness: Harness) -> None:
+    engage = {"computation_class": "audience", "computation_key": "vip", "space_id": "spa_x"}
+    read_api.send(
+        order("k1", 0, userId="kay"),
+        {
+            "type": "identify",
+            "messageId": "k2",
+            "timestamp": at(0),
+            "userId": "kay",
+            "traits": {"vip": True},
+            "context": {"personas": engage},
+        },
+    )
+    harness.define(TRAIT, ORDERS)
+    harness.define(AUDIENCE, {"key": "buyers", "when": {"event": "Order Completed"}})
+    harness.backfill_all()
+    harness.define(
+        AUDIENCE, {"key": "buyers", "when": {"event": "Order Completed", "count": {"op": "gte", "value": 2}}}
+    )
+    harness.backfill_all()  # kay exits
+    client = read_api.clickhouse
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in client.query(sql).result_rows]
+
+    assert query("SELECT audience, change, cause FROM computed_audience_history ORDER BY seq") == [
+        ("buyers", "entered", "definition"),
+        ("buyers", "exited", "definition"),
+    ]
+    membership = query(
+        "SELECT profile_id, audience, member, entered_at IS NOT NULL, exited_at IS NOT NULL"
+        " FROM computed_audience_membership"
+    )
+    assert membership == [("kay", "buyers", False, True, True)]
+    assert query("SELECT profile_id, trait, value FROM computed_trait_values") == [("kay", "orders", "1")]
+    assert sorted(
+        query("SELECT audience, computed_by, member FROM all_audience_membership WHERE profile_id = 'kay'")
+    ) == [
+        ("buyers", "feedhouse", 0),
+        ("vip", "engage", 1),
+    ]
+    assert query("SELECT key, kind, revision FROM definitions_current ORDER BY key") == [
+        ("buyers", "audience", 2),
+        ("orders", "trait", 1),
+    ]
