@@ -28,6 +28,8 @@ BENCHMARKS: tuple[tuple[str, str, float], ...] = (
     ("identity", "bench.identity_throughput", 420),
     ("end_to_end", "bench.end_to_end", 480),
     ("read_api", "bench.read_api", 1200),  # a colleague's module: run when it exists
+    ("audience_backfill", "bench.audience_backfill", 900),
+    ("audience_freshness", "bench.audience_freshness", 900),
 )
 
 
