@@ -154,12 +154,13 @@ def _value(compute: Compute, aggregates: Aggregates, bind: Binder, selectors: li
         count = aggregates.event(f"countIf({matches})")
         return f"if({count} = 0, NULL, toString({count}))"
     assert compute.property is not None
-    column = _column(compute.selector)
-    path = _path_args(compute.property, bind)
-    kind = f"JSONType({column}, {path})"
+    # The property is cut out of the event's JSON once (identical expressions are computed once
+    # per query), and typed from that short text, rather than parsing the event per function.
+    raw = _extract(_column(compute.selector), compute.property, bind)
+    kind = f"JSONType({raw})"
     if compute.op in ("sum", "avg", "min", "max"):
         usable = f"({matches}) AND {kind} IN {NUMBER_TYPES}"
-        number = f"JSONExtractFloat({column}, {path})"
+        number = f"JSONExtractFloat({raw})"
         count = aggregates.event(f"countIf({usable})")
         if compute.op in ("sum", "avg"):
             # Summed as decimals (6 places, values clamped to +-1e15): a float sum depends on
@@ -171,7 +172,6 @@ def _value(compute: Compute, aggregates: Aggregates, bind: Binder, selectors: li
         result = aggregates.event(f"{compute.op}If({number}, {usable})")
         return f"if({count} = 0, NULL, toJSONString({result}))"
     present = f"({matches}) AND {kind} != 'Null'"
-    raw = f"JSONExtractRaw({column}, {path})"
     count = aggregates.event(f"countIf({present})")
     if compute.op in ("first", "last"):
         pick = "argMinIf" if compute.op == "first" else "argMaxIf"
@@ -246,8 +246,7 @@ def _matches(selector: Selector, bind: Binder) -> str:
 
 
 def _filter(test: Filter, column: str, bind: Binder) -> str:
-    raw = f"nullIf(JSONExtractRaw({column}, {_path_args(test.path, bind)}), '')"
-    return compare(raw, test.op, test.value, bind)
+    return compare(f"nullIf({_extract(column, test.path, bind)}, '')", test.op, test.value, bind)
 
 
 def _prefilter(selectors: Sequence[Selector], bind: Binder) -> str:
@@ -266,8 +265,9 @@ def _column(selector: Selector) -> str:
     return "traits" if selector.reads_traits else "properties"
 
 
-def _path_args(path: Sequence[str], bind: Binder) -> str:
-    return ", ".join(bind(name, "String") for name in path)
+def _extract(column: str, path: Sequence[str], bind: Binder) -> str:
+    """The JSON text at ``path`` of ``column`` (``''`` when absent), each name a parameter."""
+    return f"JSONExtractRaw({column}, {', '.join(bind(name, 'String') for name in path)})"
 
 
 # ---- comparisons ------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from feedhouse.read.sql import rows
 # Largest array bound into one query: keeps parameters small for an HTTP ClickHouse server.
 CHUNK = 5000
 
-Values = dict[str, tuple[bool, tuple[Any, ...]]]  # profile -> (identified, outputs)
+# profile -> (identified, outputs); identified is None when not looked up (a pass).
+Values = dict[str, tuple[bool | None, tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,21 +81,22 @@ def resolve_scope(client: Client, touched: Iterable[str], moved: Iterable[str] =
 
 
 def evaluate_scope(client: Client, program: Program, scope: Scope, now: int) -> Values:
-    """Every output of ``program`` for the alive profiles of ``scope`` (missing: no value)."""
+    """Every output of ``program`` for the alive profiles of ``scope`` (missing: no value);
+    whether they are identified is left to :func:`identified_profiles`."""
     if not program.outputs or not scope.alive:
         return {}
     statement = evaluation_sql(program, everything=False)
     found: Values = {}
-    for profile_id, identified, *outputs in rows(
+    for profile_id, _, *outputs in rows(
         client, statement, ids=list(scope.ids), owners=list(scope.owners), now_us=now, **program.parameters
     ):
-        found[str(profile_id)] = (bool(identified), tuple(outputs))
+        found[str(profile_id)] = (None, tuple(outputs))
     return found
 
 
-def evaluate_all(client: Client, program: Program, now: int, kind: str) -> Values:
-    """A one-output ``program`` for every profile, keeping only those with a value: a backfill."""
-    statement = evaluation_sql(program, everything=True, only_present=kind)
+def evaluate_all(client: Client, program: Program, now: int, kinds: Sequence[str]) -> Values:
+    """``program`` (outputs of ``kinds``) for every profile with some value: a backfill."""
+    statement = evaluation_sql(program, everything=True, only_present=kinds)
     found: Values = {}
     for profile_id, identified, *outputs in rows(client, statement, now_us=now, **program.parameters):
         found[str(profile_id)] = (bool(identified), tuple(outputs))

@@ -31,10 +31,18 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.client import Client
 
 from feedhouse import metrics
-from feedhouse.audiences.changes import Change, Current, Subject, diff
+from feedhouse.audiences.changes import Change, Current, Subject, diff, normalise
 from feedhouse.audiences.compile import Program, UnknownTrait, compile_definitions
-from feedhouse.audiences.definitions import Definition
-from feedhouse.audiences.evaluate import Scope, Values, chunks, evaluate_all, evaluate_scope, resolve_scope
+from feedhouse.audiences.definitions import AUDIENCE, Definition
+from feedhouse.audiences.evaluate import (
+    Scope,
+    Values,
+    chunks,
+    evaluate_all,
+    evaluate_scope,
+    identified_profiles,
+    resolve_scope,
+)
 from feedhouse.audiences.history import ChangeLog
 from feedhouse.audiences.queries import CURRENT_OF_DEFINITION_SQL, CURRENT_OF_PROFILES_SQL, expiring_sql
 from feedhouse.audiences.store import Status, Store, StoredDefinition, now_micros
@@ -189,14 +197,23 @@ class Evaluator:
 
     # ---- backfills ------------------------------------------------------------------------
 
-    def run_backfill(self, job: Job) -> None:
-        """Compute ``job``'s definition over every profile (the backfill thread calls this)."""
+    def run_backfills(self, jobs: Sequence[Job]) -> None:
+        """Compute the jobs' definitions over every profile, in one query (the backfill thread)."""
         started = time.perf_counter()
-        program = compile_definitions([job.stored.definition], job.traits)
-        job.now = self.clock()
-        job.result = evaluate_all(self.backfill_client, program, job.now, job.stored.kind)
-        job.seconds = time.perf_counter() - started
-        job.done.set()
+        program = compile_definitions([job.stored.definition for job in jobs], jobs[0].traits)
+        now = self.clock()
+        kinds = [job.stored.kind for job in jobs]
+        values = evaluate_all(self.backfill_client, program, now, kinds)
+        seconds = time.perf_counter() - started
+        for index, job in enumerate(jobs):
+            member = job.stored.kind == AUDIENCE
+            job.result = {
+                profile: (identified, (outputs[index],))
+                for profile, (identified, outputs) in values.items()
+                if (outputs[index] == 1 if member else outputs[index] is not None)
+            }
+            job.now, job.seconds = now, seconds
+            job.done.set()
 
     def apply_finished(self, wait: Wait) -> None:
         """Apply every finished backfill: its changes, a catch-up pass, then it is live."""
@@ -290,21 +307,24 @@ class Evaluator:
         self, scope: Scope, values: Values, order: Sequence[Live], cause: str, now: int
     ) -> list[Change]:
         current = self._current_of_profiles(scope.candidates, [live.stored.computation_id for live in order])
-        changes: list[Change] = []
+        moved: list[tuple[Subject, str, object, Current | None, bool]] = []
         for index, live in enumerate(order):
             subject = live.subject
             for profile in scope.candidates:
                 known = current.get((subject.computation_id, profile))
                 found = values.get(profile)
-                if found is None:
-                    if known is None or not known.present:
-                        continue
-                    change = diff(subject, profile, None, None, known, cause=cause, now=now)
-                else:
-                    change = diff(subject, profile, found[0], found[1][index], known, cause=cause, now=now)
-                if change is not None:
-                    changes.append(change)
-        return changes
+                new = None if found is None else found[1][index]
+                if normalise(subject.kind, new) != (
+                    (known.member, known.value) if known is not None else (False, "")
+                ):
+                    moved.append((subject, profile, new, known, found is not None))
+        # Who the messages name is looked up for the profiles that changed only.
+        named = identified_profiles(self.client, {profile for _, profile, _, _, alive in moved if alive})
+        changes = [
+            diff(subject, profile, (profile in named) if alive else None, new, known, cause=cause, now=now)
+            for subject, profile, new, known, alive in moved
+        ]
+        return [change for change in changes if change is not None]
 
     def _current_of_profiles(
         self, profiles: Sequence[str], computations: list[str]

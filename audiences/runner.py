@@ -23,7 +23,7 @@ from types import FrameType
 
 from prometheus_client import start_http_server
 
-from feedhouse.audiences.evaluator import Evaluator
+from feedhouse.audiences.evaluator import Evaluator, Job
 from feedhouse.audiences.senders import Dispatcher
 from feedhouse.audiences.stage import TOPICS, EvaluatorStage
 from feedhouse.audiences.store import now_micros
@@ -40,6 +40,7 @@ GROUP_SUFFIX = "audiences"
 REFRESH_SECONDS = 1.0
 TICK_SECONDS = 0.1
 BATCH_MESSAGES = 50_000
+BACKFILL_GROUP = 5
 
 
 class AudienceService:
@@ -117,19 +118,36 @@ class AudienceService:
 
     def _backfill(self) -> None:
         while not self.stop.is_set():
-            try:
-                job = self.evaluator.backfills.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if job.cancelled:
+            jobs = self._next_jobs()
+            if not jobs:
                 continue
             try:
-                self.evaluator.run_backfill(job)
+                self.evaluator.run_backfills(jobs)
             except Exception:
-                log.exception("backfill failed; retried", extra={"definition": job.stored.key})
+                log.exception("backfill failed; retried", extra={"definitions": [j.stored.key for j in jobs]})
                 self.stop.wait(2.0)
-                if not job.cancelled:
-                    self.evaluator.backfills.put(job)
+                for job in jobs:
+                    if not job.cancelled:
+                        self.evaluator.backfills.put(job)
+
+    def _next_jobs(self) -> list[Job]:
+        """Waiting backfills computed together: one scan of the events for up to BACKFILL_GROUP
+        definitions scheduled with the same traits (defining 20 at once scans 4 times, not 20)."""
+        try:
+            first = self.evaluator.backfills.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        jobs = [first]
+        while len(jobs) < BACKFILL_GROUP:
+            try:
+                job = self.evaluator.backfills.get_nowait()
+            except queue.Empty:
+                break
+            if job.traits != first.traits:
+                self.evaluator.backfills.put(job)
+                break
+            jobs.append(job)
+        return [job for job in jobs if not job.cancelled]
 
 
 def start_embedded(settings: Settings, stop: threading.Event) -> AudienceService:

@@ -36,10 +36,12 @@ ORDER BY seq
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- The newest change per (definition, profile): current values, by definition (members lists,
--- sizes, backfill diffs) ...
+-- sizes, backfill diffs) ... Small granules: the evaluator looks up a few thousand random
+-- profiles per pass, and each lookup reads whole granules.
 CREATE TABLE IF NOT EXISTS ${db}.computed_current AS ${db}.computed_changes
 ENGINE = ReplacingMergeTree(seq)
-ORDER BY (computation_id, profile_id);
+ORDER BY (computation_id, profile_id)
+SETTINGS index_granularity = 1024;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.computed_current_mv TO ${db}.computed_current AS
 SELECT * FROM ${db}.computed_changes;
@@ -47,7 +49,8 @@ SELECT * FROM ${db}.computed_changes;
 -- ... and by profile (a profile's audiences and computed traits, incremental diffs).
 CREATE TABLE IF NOT EXISTS ${db}.computed_by_profile AS ${db}.computed_changes
 ENGINE = ReplacingMergeTree(seq)
-ORDER BY (profile_id, computation_id);
+ORDER BY (profile_id, computation_id)
+SETTINGS index_granularity = 256;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.computed_by_profile_mv TO ${db}.computed_by_profile AS
 SELECT * FROM ${db}.computed_changes;
