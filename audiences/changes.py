@@ -13,6 +13,8 @@ the same change always gets the same id, so a receiver that deduplicates by mess
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +143,60 @@ def diff(
         changed_at=now,
         message_id=message_id(subject.computation_id, profile_id, index),
     )
+
+
+def current_after(change: Change) -> Current:
+    """What :class:`Current` reads back once ``change`` is recorded."""
+    return Current(
+        change.member,
+        change.value,
+        change.change_index,
+        change.entered_at,
+        change.exited_at,
+        change.user_id,
+        change.anonymous_id,
+    )
+
+
+class CurrentCache:
+    """The last recorded state of (computation, profile) for recently evaluated profiles.
+
+    The evaluator is the change log's only writer, so what it read or wrote stays true until it
+    writes again: profiles evaluated pass after pass (a heavy user, a busy session) are diffed
+    without reading the current-value table again. ``None`` caches "nothing recorded". Bounded
+    (least recently used entries go first); cleared whenever a write may or may not have landed.
+    """
+
+    def __init__(self, limit: int = 400_000) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[tuple[str, str], Current | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[tuple[str, str], Current], set[str]]:
+        """(cached present states, profiles with any key not cached)."""
+        found: dict[tuple[str, str], Current] = {}
+        missing: set[str] = set()
+        for key in keys:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                value = self._entries[key]
+                if value is not None:
+                    found[key] = value
+            else:
+                missing.add(key[1])
+        return found, missing
+
+    def put(self, key: tuple[str, str], value: Current | None) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+    def record(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            self.put((change.computation_id, change.profile_id), current_after(change))
+
+    def clear(self) -> None:
+        self._entries.clear()

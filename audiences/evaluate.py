@@ -28,8 +28,9 @@ from feedhouse.audiences.queries import (
 )
 from feedhouse.read.sql import rows
 
-# Largest array bound into one query: keeps parameters small for an HTTP ClickHouse server.
-CHUNK = 5000
+# Largest array bound into one lookup query (parameters travel in the request body: see
+# feedhouse.clickhouse.client).
+CHUNK = 10_000
 
 # profile -> (identified, outputs); identified is None when not looked up (a pass).
 Values = dict[str, tuple[bool | None, tuple[Any, ...]]]

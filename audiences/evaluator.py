@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.client import Client
 
 from feedhouse import metrics
-from feedhouse.audiences.changes import Change, Current, Subject, diff, normalise
+from feedhouse.audiences.changes import Change, Current, CurrentCache, Subject, diff, normalise
 from feedhouse.audiences.compile import Program, UnknownTrait, compile_definitions
 from feedhouse.audiences.definitions import AUDIENCE, Definition
 from feedhouse.audiences.evaluate import (
@@ -54,7 +54,10 @@ log = logging.getLogger(__name__)
 DAY_MICROS = 86_400_000_000
 DELETED = "deleted"  # the status fingerprint of a computation whose members were sent away
 EXPIRY_MARK = "expiry_checked_until"
-SCOPE_CHUNK = 2000  # touched ids per evaluation query
+# Touched ids per evaluation query: a query has a fixed cost (planning ~0.1-0.3 s here), so
+# larger scopes are cheaper per id (measured at 1M events: 0.27 ms/id at 2,000, 0.14 at 10,000).
+SCOPE_CHUNK = 10_000
+PROGRESS_SECONDS = 30.0
 STALE_EVERY = 10  # refreshes between checks for deleted computations that still have values
 STALE_SQL = "SELECT DISTINCT computation_id FROM computed_current"
 SUBJECT_SQL = """
@@ -104,6 +107,7 @@ class Evaluator:
         self.backfill_client = backfill_client or client
         self.store = Store(client)
         self.log = ChangeLog(client, backoff)
+        self.cache = CurrentCache()
         self.clock = clock
         self.lock = threading.RLock()
         self.live: dict[str, Live] = {}  # computation id -> definition
@@ -113,6 +117,8 @@ class Evaluator:
         self.order: list[Live] = []  # the program's outputs, in this order
         self.expiry_mark: int | None = None
         self._refreshes = 0
+        self._totals = [0.0] * 5  # passes, touched ids, changes, seconds, slowest pass
+        self._logged_at = time.monotonic()
 
     # ---- definitions ----------------------------------------------------------------------
 
@@ -191,7 +197,7 @@ class Evaluator:
                 and (change := diff(subject, profile, None, None, current, cause="deleted", now=now))
                 is not None
             ]
-            self.log.write(changes, wait)
+            self._write(changes, wait)
             self.store.mark_live(computation_id, DELETED, 0.0)
             log.info("definition removed: members exited", extra={"definition": key, "changes": len(changes)})
 
@@ -247,7 +253,7 @@ class Evaluator:
                 change = diff(subject, profile, None, None, known, cause="definition", now=job.now)
                 if change is not None:
                     changes.append(change)
-        self.log.write(changes, wait)
+        self._write(changes, wait)
         # Profiles touched while the backfill ran: their newest events may be missing from it.
         program = compile_definitions([job.stored.definition], job.traits)
         now = self.clock()
@@ -255,7 +261,7 @@ class Evaluator:
         for part in chunks(pending, SCOPE_CHUNK):
             scope = resolve_scope(self.client, part)
             values = evaluate_scope(self.client, program, scope, now)
-            self.log.write(self._diff_scope(scope, values, [live], "events", now), wait)
+            self._write(self._diff_scope(scope, values, [live], "events", now), wait)
         self.store.mark_live(subject.computation_id, job.fingerprint, job.seconds)
         metrics.AUDIENCE_BACKFILL_SECONDS.labels(subject.key).set(job.seconds)
         del self.jobs[subject.computation_id]
@@ -297,11 +303,39 @@ class Evaluator:
                     continue
                 values = evaluate_scope(self.client, self.program, scope, at)
                 changes = self._diff_scope(scope, values, self.order, cause, at)
-                self.log.write(changes, wait)
+                self._write(changes, wait)
                 recorded += len(changes)
                 metrics.child(metrics.AUDIENCE_PROFILES, cause).inc(len(scope.candidates))
-        metrics.child(metrics.AUDIENCE_PASS_SECONDS, cause).observe(time.perf_counter() - started)
+        spent = time.perf_counter() - started
+        metrics.child(metrics.AUDIENCE_PASS_SECONDS, cause).observe(spent)
+        self._progress(len(touched_ids), recorded, spent)
         return recorded
+
+    def _progress(self, touched: int, recorded: int, spent: float) -> None:
+        """One log line every PROGRESS_SECONDS: what the passes did (operators follow the evaluator)."""
+        totals = self._totals
+        totals[0] += 1
+        totals[1] += touched
+        totals[2] += recorded
+        totals[3] += spent
+        totals[4] = max(totals[4], spent)
+        now = time.monotonic()
+        if now - self._logged_at >= PROGRESS_SECONDS:
+            passes, ids, changes, seconds, slowest = totals
+            log.info(
+                "evaluator passes",
+                extra={
+                    "passes": int(passes),
+                    "touched_ids": int(ids),
+                    "changes": int(changes),
+                    "busy_s": round(seconds, 2),
+                    "slowest_s": round(slowest, 3),
+                    "live": len(self.live),
+                    "cached": len(self.cache),
+                },
+            )
+            self._totals = [0.0] * 5
+            self._logged_at = now
 
     def _diff_scope(
         self, scope: Scope, values: Values, order: Sequence[Live], cause: str, now: int
@@ -326,17 +360,39 @@ class Evaluator:
         ]
         return [change for change in changes if change is not None]
 
+    def _write(self, changes: Sequence[Change], wait: Wait) -> None:
+        """Record ``changes`` in the log and in the cache of current values."""
+        try:
+            self.log.write(changes, wait)
+        except BaseException:
+            self.cache.clear()  # a write that may or may not have landed: read back from now on
+            raise
+        self.cache.record(changes)
+
+    def discard(self) -> None:
+        """A batch was abandoned mid-write: forget what may not have been written."""
+        self.log.reset()
+        self.cache.clear()
+
     def _current_of_profiles(
         self, profiles: Sequence[str], computations: list[str]
     ) -> dict[tuple[str, str], Current]:
-        found: dict[tuple[str, str], Current] = {}
+        """The last recorded state of each (computation, profile): from the cache, the rest read
+        (and cached, absences included)."""
         if not computations:
-            return found
-        for part in chunks(profiles):
+            return {}
+        found, missing = self.cache.lookup((c, p) for c in computations for p in profiles)
+        read: dict[tuple[str, str], Current] = {}
+        for part in chunks(sorted(missing)):
             for computation_id, profile, state in rows(
                 self.client, CURRENT_OF_PROFILES_SQL, profiles=part, computations=computations
             ):
-                found[(str(computation_id), str(profile))] = Current.of(state)
+                read[(str(computation_id), str(profile))] = Current.of(state)
+        for profile in missing:
+            for computation_id in computations:
+                key = (computation_id, profile)
+                self.cache.put(key, read.get(key))
+        found.update(read)
         return found
 
     def _current_of_definition(self, computation_id: str) -> dict[str, Current]:

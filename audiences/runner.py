@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 GROUP_SUFFIX = "audiences"
 REFRESH_SECONDS = 1.0
 TICK_SECONDS = 0.1
-BATCH_MESSAGES = 50_000
+BATCH_MESSAGES = 100_000
 BACKFILL_GROUP = 5
 
 
@@ -56,15 +56,17 @@ class AudienceService:
             get_client(settings, purpose="audiences-backfill"),
             clock=clock,
         )
+        stage = EvaluatorStage(settings, self.evaluator)
         self.consumer = BatchConsumer(
             settings,
-            EvaluatorStage(settings, self.evaluator),
+            stage,
             component="audiences",
             group_id=f"{settings.topic_prefix}{GROUP_SUFFIX}",
             topics=[settings.topic(name) for name in TOPICS],
             max_messages=BATCH_MESSAGES,
             max_seconds=settings.audiences_batch_seconds,
         )
+        stage.pace = self.consumer.set_batch_seconds
         self.dispatcher = Dispatcher(settings, stop)
         self.threads: list[threading.Thread] = []
 

@@ -13,7 +13,8 @@ nothing new (``audiences.changes``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -27,6 +28,7 @@ from feedhouse.sink.consumer import GROUP_SUFFIX as SINK_GROUP_SUFFIX
 
 TOPICS = ("events", "identity-mapping", "identity-state")
 BARRIER_POLL_SECONDS = 0.05
+MAX_BATCH_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -64,10 +66,18 @@ class SinkBarrier:
 class EvaluatorStage:
     """Touched ids in, changes out (see the module docstring)."""
 
-    def __init__(self, settings: Settings, evaluator: Evaluator, barrier: SinkBarrier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        evaluator: Evaluator,
+        barrier: SinkBarrier | None = None,
+        pace: Callable[[float], None] | None = None,
+    ) -> None:
         self.mapping_topic = settings.topic("identity-mapping")
         self.evaluator = evaluator
         self.barrier = barrier or SinkBarrier(settings)
+        self.base_seconds = settings.audiences_batch_seconds
+        self.pace = pace  # set by the runner: the consume loop's set_batch_seconds
 
     def open(self) -> Touched:
         return Touched()
@@ -85,7 +95,14 @@ class EvaluatorStage:
     def write(self, batch: Batch[Touched], wait: Wait) -> None:
         ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
         self.barrier.wait(ends, wait)
+        started = time.perf_counter()
         self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait)
+        if self.pace is not None:
+            # The next batch gathers at least as long as this pass took: under load passes get
+            # fewer and larger (a pass's cost grows slower than its events), and the evaluator
+            # never takes more than about half of the time of the core it runs on from ingestion.
+            spent = time.perf_counter() - started
+            self.pace(min(MAX_BATCH_SECONDS, max(self.base_seconds, spent)))
 
     def discard(self) -> None:
-        self.evaluator.log.reset()
+        self.evaluator.discard()

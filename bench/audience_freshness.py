@@ -51,6 +51,7 @@ from bench.end_to_end import event_ends, total
 from bench.gateway_throughput import batch_bodies, gateway_child
 from bench.loadgen import basic_auth, run_load
 from bench.processes import Child, CpuMeter, wait_http_ok
+from bench.profile import profiled
 from bench.traffic import CommitTracker, segment_calls
 from feedhouse.broker import free_port
 from feedhouse.settings import Settings
@@ -308,7 +309,10 @@ def run(args: argparse.Namespace) -> Result:
 
         print(f"steady load at {args.rate:,} events/s with probes ...", flush=True)
         probes = Probes(url, current, receiver).start()
-        with CpuMeter(processes) as cpu_steady:
+        with (
+            profiled(gateway.pid, "audience_freshness.gateway-steady", args.profile),
+            CpuMeter(processes) as cpu_steady,
+        ):
             steady = run_load(
                 f"{url}/v1/batch",
                 bodies,
@@ -404,6 +408,7 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=scaled(15))
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--pool", type=int, default=scaled(50_000))
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway in the steady phase")
     result = run(parser.parse_args())
     print_table(result)
     result.save()
