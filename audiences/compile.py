@@ -103,6 +103,8 @@ class Program:
     event_aggregates: tuple[tuple[str, str], ...]  # (alias, SQL)
     state_aggregates: tuple[tuple[str, str], ...]
     prefilter: str
+    events: frozenset[str]  # track event names some selector counts ...
+    types: frozenset[str]  # ... and the types
     windows: tuple[int, ...]  # distinct within_days of every windowed selector
     expiry_prefilter: str  # events a window can drop (the windowed selectors' prefilter)
     uses_properties: bool
@@ -135,6 +137,8 @@ def compile_definitions(definitions: Sequence[Definition], traits: dict[str, Def
         event_aggregates=tuple((alias, sql) for sql, alias in aggregates.events.items()),
         state_aggregates=tuple((alias, sql) for sql, alias in aggregates.states.items()),
         prefilter=_prefilter(selectors, bind),
+        events=frozenset(s.event for s in selectors if s.event is not None),
+        types=frozenset(s.type for s in selectors if s.type is not None),
         windows=tuple(sorted({s.within_days for s in selectors if s.within_days is not None})),
         expiry_prefilter=_prefilter([s for s in selectors if s.within_days is not None], bind),
         uses_properties=re.search(r"\bproperties\b", event_sql) is not None,

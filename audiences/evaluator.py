@@ -25,13 +25,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
 from feedhouse import metrics
-from feedhouse.audiences.changes import Change, Current, CurrentCache, Subject, diff, normalise
+from feedhouse.audiences.changes import Change, Current, CurrentCache, Subject, diff
 from feedhouse.audiences.compile import Program, UnknownTrait, compile_definitions
 from feedhouse.audiences.definitions import AUDIENCE, Definition
 from feedhouse.audiences.evaluate import (
@@ -84,6 +84,7 @@ class Job:
     stored: StoredDefinition
     fingerprint: str
     traits: dict[str, Definition]
+    program: Program
     pending: set[str] = field(default_factory=set)  # profiles touched since the job was created
     cancelled: bool = False
     result: Values | None = None
@@ -149,7 +150,15 @@ class Evaluator:
                     self.live[computation_id] = Live(stored, fingerprint)
                     changed = True
                 else:
-                    job = Job(stored, fingerprint, traits)
+                    try:
+                        program = compile_definitions([stored.definition], traits)
+                    except UnknownTrait as exc:
+                        log.error(
+                            "definition tests an unknown computed trait",
+                            extra={"definition": stored.key, "trait": str(exc)},
+                        )
+                        continue
+                    job = Job(stored, fingerprint, traits, program)
                     self.jobs[computation_id] = job
                     self.backfills.put(job)
                     log.info(
@@ -255,7 +264,7 @@ class Evaluator:
                     changes.append(change)
         self._write(changes, wait)
         # Profiles touched while the backfill ran: their newest events may be missing from it.
-        program = compile_definitions([job.stored.definition], job.traits)
+        program = job.program
         now = self.clock()
         pending = sorted(job.pending)
         for part in chunks(pending, SCOPE_CHUNK):
@@ -281,6 +290,23 @@ class Evaluator:
         )
 
     # ---- incremental passes ---------------------------------------------------------------
+
+    def relevant(self, seen: Mapping[str, set[tuple[str, str]]]) -> set[str]:
+        """The ids whose new events (``(type, event name)`` per id) some definition counts.
+
+        An event no selector of a live or backfilling definition matches cannot move any value
+        (time is the expiry's job), so its profile is not evaluated for it: the work follows the
+        events the definitions are about, not all traffic.
+        """
+        programs = [self.program] if self.program is not None else []
+        programs += [job.program for job in self.jobs.values()]
+        names = frozenset().union(*(p.events for p in programs))
+        kinds = frozenset().union(*(p.types for p in programs))
+        return {
+            identifier
+            for identifier, signatures in seen.items()
+            if any(kind in kinds or (kind == "track" and name in names) for kind, name in signatures)
+        }
 
     def evaluate_ids(
         self, touched: Iterable[str], moved: Iterable[str], cause: str, wait: Wait, now: int | None = None
@@ -342,15 +368,20 @@ class Evaluator:
     ) -> list[Change]:
         current = self._current_of_profiles(scope.candidates, [live.stored.computation_id for live in order])
         moved: list[tuple[Subject, str, object, Current | None, bool]] = []
-        for index, live in enumerate(order):
-            subject = live.subject
-            for profile in scope.candidates:
+        # The hot loop of a pass (profiles x definitions): plain comparisons, no allocation
+        # unless something moved.
+        subjects = [(index, live.subject, live.stored.kind == AUDIENCE) for index, live in enumerate(order)]
+        for profile in scope.candidates:
+            found = values.get(profile)
+            outputs = found[1] if found is not None else None
+            for index, subject, audience in subjects:
                 known = current.get((subject.computation_id, profile))
-                found = values.get(profile)
-                new = None if found is None else found[1][index]
-                if normalise(subject.kind, new) != (
-                    (known.member, known.value) if known is not None else (False, "")
-                ):
+                new = outputs[index] if outputs is not None else None
+                if audience:
+                    same = (new == 1) == (known is not None and known.member)
+                else:
+                    same = (new or "") == (known.value if known is not None else "")
+                if not same:
                     moved.append((subject, profile, new, known, found is not None))
         # Who the messages name is looked up for the profiles that changed only.
         named = identified_profiles(self.client, {profile for _, profile, _, _, alive in moved if alive})

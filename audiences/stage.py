@@ -1,9 +1,11 @@
 """The evaluator's Kafka side: which ids a batch touched, and when ClickHouse has their rows.
 
 A stage of the shared consume loop (``feedhouse.consume``) on the ``events``,
-``identity-mapping`` and ``identity-state`` topics. Records are never decoded: an event's
-Kafka key is its person key (its messageId when it has no real id, which names no profile),
-and identity records are keyed by the id they describe. Before evaluating, the stage waits
+``identity-mapping`` and ``identity-state`` topics. An event's Kafka key is its person key (its
+messageId when it has no real id, which names no profile) and only its type and name are
+decoded (the prefix decoder): a profile is evaluated for an event only if some definition
+counts that kind of event. Identity records are keyed by the id they describe, and always
+evaluated (a merge or a trait can move any definition). Before evaluating, the stage waits
 until the sink's consumer group committed past every offset of the batch: the sink commits
 only after its insert, so the evaluator then reads exactly the rows those records made (the
 sink may run in this process or elsewhere; only its committed offsets matter). Offsets are
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from feedhouse.audiences.evaluator import Evaluator
+from feedhouse.avro.codec import AvroDecodeError
+from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.consume import Batch
 from feedhouse.kafka import consumer_config
 from feedhouse.retry import Abandoned, Wait
@@ -33,10 +37,12 @@ MAX_BATCH_SECONDS = 5.0
 
 @dataclass(slots=True)
 class Touched:
-    """Ids a batch concerns; ``moved`` are those whose profile changed (identity-mapping)."""
+    """What a batch concerns: ids whose state changed (identity-state), ids whose profile changed
+    (identity-mapping), and for event records each person's (type, event name) pairs."""
 
     ids: set[str] = field(default_factory=set)
     moved: set[str] = field(default_factory=set)
+    seen: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
 
 class SinkBarrier:
@@ -74,6 +80,8 @@ class EvaluatorStage:
         pace: Callable[[float], None] | None = None,
     ) -> None:
         self.mapping_topic = settings.topic("identity-mapping")
+        self.events_topic = settings.topic("events")
+        self.decoder = EventPrefixDecoder()
         self.evaluator = evaluator
         self.barrier = barrier or SinkBarrier(settings)
         self.base_seconds = settings.audiences_batch_seconds
@@ -87,8 +95,17 @@ class EvaluatorStage:
         if not key:
             return
         identifier = key.decode("utf-8", "replace")
-        if message.topic() == self.mapping_topic:
+        topic = message.topic()
+        if topic == self.mapping_topic:
             batch.payload.moved.add(identifier)
+        elif topic == self.events_topic:
+            try:
+                event = self.decoder.decode(message.value() or b"")
+                signature = (str(event.get("type") or ""), str(event.get("event") or ""))
+            except AvroDecodeError:
+                batch.payload.ids.add(identifier)  # the sink dead-letters it; evaluate to be safe
+                return
+            batch.payload.seen.setdefault(identifier, set()).add(signature)
         else:
             batch.payload.ids.add(identifier)
 
@@ -96,7 +113,8 @@ class EvaluatorStage:
         ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
         self.barrier.wait(ends, wait)
         started = time.perf_counter()
-        self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait)
+        touched = batch.payload.ids | self.evaluator.relevant(batch.payload.seen)
+        self.evaluator.evaluate_ids(touched, batch.payload.moved, "events", wait)
         if self.pace is not None:
             # The next batch gathers at least as long as this pass took: under load passes get
             # fewer and larger (a pass's cost grows slower than its events), and the evaluator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feedhouse.audiences.changes import Current, Subject, diff, message_id
+from feedhouse.audiences.changes import Current, CurrentCache, Subject, diff, message_id
 
 AUDIENCE = Subject("audience", "repeat_buyers", "aud_1")
 TRAIT = Subject("trait", "orders_30d", "tra_1")
@@ -56,3 +56,20 @@ def test_message_ids_are_deterministic_and_distinct() -> None:
     ids = {message_id(c, p, i) for c in ("aud_1", "aud_2") for p in ("ada", "bob") for i in (1, 2)}
     assert len(ids) == 8
     assert all(len(i) < 100 for i in ids)  # Segment's messageId limit (the gateway checks it)
+
+
+def test_the_cache_answers_for_what_it_read_or_wrote_and_forgets_the_oldest() -> None:
+    cache = CurrentCache(limit=3)
+    assert cache.lookup([("aud_1", "ada")]) == ({}, {"ada"})
+    cache.put(("aud_1", "ada"), None)  # read: nothing recorded
+    change = diff(AUDIENCE, "bob", True, 1, None, cause="events", now=5)
+    assert change is not None
+    cache.record([change])
+    found, missing = cache.lookup([("aud_1", "ada"), ("aud_1", "bob"), ("aud_1", "cy")])
+    assert missing == {"cy"} and set(found) == {("aud_1", "bob")}
+    assert found[("aud_1", "bob")].member and found[("aud_1", "bob")].change_index == 1
+    cache.put(("aud_1", "cy"), None)
+    cache.put(("aud_1", "dee"), None)  # over the limit: the least recently used ("ada") goes
+    assert cache.lookup([("aud_1", "ada")])[1] == {"ada"} and len(cache) == 3
+    cache.clear()
+    assert len(cache) == 0
