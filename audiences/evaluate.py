@@ -87,10 +87,15 @@ def evaluate_scope(client: Client, program: Program, scope: Scope, now: int) -> 
     if not program.outputs or not scope.alive:
         return {}
     statement = evaluation_sql(program, everything=False)
+    client.command("TRUNCATE TABLE audience_scope")
+    client.insert(
+        "audience_scope",
+        [list(scope.ids), list(scope.owners)],
+        column_names=["id", "owner"],
+        column_oriented=True,
+    )
     found: Values = {}
-    for profile_id, _, *outputs in rows(
-        client, statement, ids=list(scope.ids), owners=list(scope.owners), now_us=now, **program.parameters
-    ):
+    for profile_id, _, *outputs in rows(client, statement, now_us=now, **program.parameters):
         found[str(profile_id)] = (None, tuple(outputs))
     return found
 

@@ -51,11 +51,13 @@ class AudienceService:
     ) -> None:
         self.settings = settings
         self.stop = stop
-        self.evaluator = Evaluator(
-            get_client(settings, purpose="audiences"),
-            get_client(settings, purpose="audiences-backfill"),
-            clock=clock,
-        )
+        client = get_client(settings, purpose="audiences")
+        if settings.effective_clickhouse_url.startswith("chdb:"):
+            # In-process ClickHouse shares the cores with ingestion: a pass uses one at most, so
+            # the gateway and the sink always have the other (the backfill client is left alone:
+            # backfills are rare and the sooner done the better).
+            client.set_client_setting("max_threads", 1)
+        self.evaluator = Evaluator(client, get_client(settings, purpose="audiences-backfill"), clock=clock)
         stage = EvaluatorStage(settings, self.evaluator)
         self.consumer = BatchConsumer(
             settings,

@@ -54,9 +54,10 @@ def test_no_value_of_a_definition_appears_in_the_sql() -> None:
     ]
     assert HOSTILE in bound
     assert {"order", "total", "note", "Order Completed"} <= set(bound)
-    # Every placeholder in the SQL is either bound here or bound per run (scope, clock).
+    # Every placeholder in the SQL is either bound here or bound per run (the clock; the scope
+    # is a table).
     placeholders = set(re.findall(r"\{(\w+):", evaluation_sql(program, everything=False)))
-    assert placeholders == set(program.parameters) | {"ids", "owners", "now_us"}
+    assert placeholders == set(program.parameters) | {"now_us"}
 
 
 def test_the_program_knows_what_to_read_and_which_windows_expire() -> None:
