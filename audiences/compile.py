@@ -160,7 +160,7 @@ def _value(compute: Compute, aggregates: Aggregates, bind: Binder, selectors: li
     assert compute.property is not None
     # The property is cut out of the event's JSON once (identical expressions are computed once
     # per query), and typed from that short text, rather than parsing the event per function.
-    raw = _extract(_column(compute.selector), compute.property, bind)
+    raw = _extract(compute.selector, compute.property, bind)
     kind = f"JSONType({raw})"
     if compute.op in ("sum", "avg", "min", "max"):
         usable = f"({matches}) AND {kind} IN {NUMBER_TYPES}"
@@ -234,23 +234,26 @@ def _condition(
 # ---- events -----------------------------------------------------------------------------------
 
 
+def _kind(selector: Selector, bind: Binder) -> str:
+    """The event kind a selector counts: a track event name, or a type."""
+    if selector.event is not None:
+        return f"(type = 'track' AND event = {bind(selector.event, 'String')})"
+    return f"(type = {bind(selector.type, 'String')})"
+
+
 def _matches(selector: Selector, bind: Binder) -> str:
     """The condition an event must meet to count for ``selector`` (over one deduplicated event)."""
-    if selector.event is not None:
-        parts = ["type = 'track'", f"event = {bind(selector.event, 'String')}"]
-    else:
-        parts = [f"type = {bind(selector.type, 'String')}"]
+    parts = [_kind(selector, bind)]
     if selector.within_days is not None:
         days = bind(selector.within_days, "UInt32")
         parts.append(f"timestamp > fromUnixTimestamp64Micro({NOW}, 'UTC') - toIntervalDay({days})")
-    column = _column(selector)
     for test in selector.where:
-        parts.append(_filter(test, column, bind))
+        parts.append(_filter(test, selector, bind))
     return " AND ".join(parts)
 
 
-def _filter(test: Filter, column: str, bind: Binder) -> str:
-    return compare(f"nullIf({_extract(column, test.path, bind)}, '')", test.op, test.value, bind)
+def _filter(test: Filter, selector: Selector, bind: Binder) -> str:
+    return compare(f"nullIf({_extract(selector, test.path, bind)}, '')", test.op, test.value, bind)
 
 
 def _prefilter(selectors: Sequence[Selector], bind: Binder) -> str:
@@ -269,9 +272,16 @@ def _column(selector: Selector) -> str:
     return "traits" if selector.reads_traits else "properties"
 
 
-def _extract(column: str, path: Sequence[str], bind: Binder) -> str:
-    """The JSON text at ``path`` of ``column`` (``''`` when absent), each name a parameter."""
-    return f"JSONExtractRaw({column}, {', '.join(bind(name, 'String') for name in path)})"
+def _extract(selector: Selector, path: Sequence[str], bind: Binder) -> str:
+    """The JSON text at ``path`` of an event the selector counts (``''`` when absent, or for
+    other events), each name a parameter.
+
+    Parsing JSON is most of a pass's cost, so it is done only for the rows of the selector's
+    kind (``if`` evaluates its branch only where the condition holds), and once per (kind,
+    path) however many definitions read it (identical expressions are computed once).
+    """
+    names = ", ".join(bind(name, "String") for name in path)
+    return f"if({_kind(selector, bind)}, JSONExtractRaw({_column(selector)}, {names}), '')"
 
 
 # ---- comparisons ------------------------------------------------------------------------------
