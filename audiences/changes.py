@@ -13,19 +13,18 @@ the same change always gets the same id, so a receiver that deduplicates by mess
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from feedhouse.audiences.definitions import AUDIENCE
 
 CAUSES = ("events", "window", "definition", "deleted")
 
 
-@dataclass(frozen=True, slots=True)
-class Current:
-    """The last recorded state of (definition, profile)."""
+class Current(NamedTuple):
+    """The last recorded state of (definition, profile). A tuple: a pass reads thousands."""
 
     member: bool
     value: str
@@ -37,9 +36,8 @@ class Current:
 
     @classmethod
     def of(cls, row: Any) -> Current:
-        """From the tuple ``audiences.queries.CURRENT_COLUMNS`` selects."""
-        member, value, index, entered, exited, user_id, anonymous_id = row
-        return cls(bool(member), str(value), int(index), entered, exited, str(user_id), str(anonymous_id))
+        """From the tuple ``audiences.queries.CURRENT_COLUMNS`` selects (already in this order)."""
+        return cls._make(row)
 
     @property
     def present(self) -> bool:
@@ -159,44 +157,55 @@ def current_after(change: Change) -> Current:
 
 
 class CurrentCache:
-    """The last recorded state of (computation, profile) for recently evaluated profiles.
+    """The last recorded state of every definition for recently evaluated profiles.
 
     The evaluator is the change log's only writer, so what it read or wrote stays true until it
     writes again: profiles evaluated pass after pass (a heavy user, a busy session) are diffed
-    without reading the current-value table again. ``None`` caches "nothing recorded". Bounded
-    (least recently used entries go first); cleared whenever a write may or may not have landed.
+    without reading the current-value table again. Kept per profile (one lookup per profile and
+    pass, not one per definition); ``None`` caches "nothing recorded". Bounded by profiles (the
+    least recently written go first); cleared whenever a write may or may not have landed.
     """
 
-    def __init__(self, limit: int = 400_000) -> None:
+    def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self._entries: OrderedDict[tuple[str, str], Current | None] = OrderedDict()
+        self._profiles: dict[str, dict[str, Current | None]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._profiles)
 
-    def lookup(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[tuple[str, str], Current], set[str]]:
-        """(cached present states, profiles with any key not cached)."""
-        found: dict[tuple[str, str], Current] = {}
-        missing: set[str] = set()
-        for key in keys:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                value = self._entries[key]
-                if value is not None:
-                    found[key] = value
-            else:
-                missing.add(key[1])
-        return found, missing
+    def missing(self, profiles: Iterable[str], computations: Iterable[str]) -> list[str]:
+        """Profiles without a cached state for one of ``computations``."""
+        wanted = list(computations)
+        cached = self._profiles
+        return [
+            p for p in profiles if (states := cached.get(p)) is None or any(c not in states for c in wanted)
+        ]
 
-    def put(self, key: tuple[str, str], value: Current | None) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.limit:
-            self._entries.popitem(last=False)
+    def states(self, profile: str) -> dict[str, Current | None]:
+        """computation id -> the cached state of ``profile`` (empty when nothing is cached)."""
+        return self._profiles.get(profile) or {}
+
+    def replace(self, profile: str, states: dict[str, Current | None]) -> None:
+        """``profile``'s states, as just read."""
+        self._profiles.pop(profile, None)
+        self._profiles[profile] = states  # to the end: the most recently written
+        self._bound()
 
     def record(self, changes: Iterable[Change]) -> None:
+        profiles = self._profiles
         for change in changes:
-            self.put((change.computation_id, change.profile_id), current_after(change))
+            states = profiles.pop(change.profile_id, None)
+            if states is None:
+                states = {}
+            states[change.computation_id] = current_after(change)
+            profiles[change.profile_id] = states
+        self._bound()
+
+    def _bound(self) -> None:
+        profiles = self._profiles
+        if len(profiles) > self.limit:
+            for old in list(itertools.islice(profiles, max(1, len(profiles) // 10))):  # the oldest tenth
+                del profiles[old]
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._profiles.clear()

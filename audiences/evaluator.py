@@ -366,7 +366,7 @@ class Evaluator:
     def _diff_scope(
         self, scope: Scope, values: Values, order: Sequence[Live], cause: str, now: int
     ) -> list[Change]:
-        current = self._current_of_profiles(scope.candidates, [live.stored.computation_id for live in order])
+        current = self._load_current(scope.candidates, [live.stored.computation_id for live in order])
         moved: list[tuple[Subject, str, object, Current | None, bool]] = []
         # The hot loop of a pass (profiles x definitions): plain comparisons, no allocation
         # unless something moved.
@@ -374,8 +374,9 @@ class Evaluator:
         for profile in scope.candidates:
             found = values.get(profile)
             outputs = found[1] if found is not None else None
+            states = current[profile]
             for index, subject, audience in subjects:
-                known = current.get((subject.computation_id, profile))
+                known = states.get(subject.computation_id)
                 new = outputs[index] if outputs is not None else None
                 if audience:
                     same = (new == 1) == (known is not None and known.member)
@@ -405,26 +406,27 @@ class Evaluator:
         self.log.reset()
         self.cache.clear()
 
-    def _current_of_profiles(
+    def _load_current(
         self, profiles: Sequence[str], computations: list[str]
-    ) -> dict[tuple[str, str], Current]:
-        """The last recorded state of each (computation, profile): from the cache, the rest read
-        (and cached, absences included)."""
-        if not computations:
-            return {}
-        found, missing = self.cache.lookup((c, p) for c in computations for p in profiles)
-        read: dict[tuple[str, str], Current] = {}
-        for part in chunks(sorted(missing)):
-            for computation_id, profile, state in rows(
-                self.client, CURRENT_OF_PROFILES_SQL, profiles=part, computations=computations
-            ):
-                read[(str(computation_id), str(profile))] = Current.of(state)
-        for profile in missing:
-            for computation_id in computations:
-                key = (computation_id, profile)
-                self.cache.put(key, read.get(key))
-        found.update(read)
-        return found
+    ) -> dict[str, dict[str, Current | None]]:
+        """profile -> computation id -> its last recorded state, for every (profile, computation):
+        from the cache, what it lacks read (and cached, absences too). Taken before anything is
+        read, so what the cache evicts meanwhile is still here."""
+        states = {profile: self.cache.states(profile) for profile in profiles}
+        for part in chunks(sorted(self.cache.missing(profiles, computations))):
+            read: dict[tuple[str, str], Current] = {
+                (str(computation_id), str(profile)): Current.of(state)
+                for computation_id, profile, state in rows(
+                    self.client, CURRENT_OF_PROFILES_SQL, profiles=part, computations=computations
+                )
+            }
+            for profile in part:
+                fresh = {
+                    computation_id: read.get((computation_id, profile)) for computation_id in computations
+                }
+                self.cache.replace(profile, fresh)
+                states[profile] = fresh
+        return states
 
     def _current_of_definition(self, computation_id: str) -> dict[str, Current]:
         return {

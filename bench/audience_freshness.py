@@ -245,7 +245,9 @@ def capacity(
 
 @contextlib.contextmanager
 def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, Child, list[Child], dict[str, int]]]:
-    with bench_stack("audiences", embedded_sink=True, embedded_audiences=True, http_workers=1) as (
+    with bench_stack(
+        "audiences", embedded_sink=True, embedded_audiences=True, http_workers=1, log_level="INFO"
+    ) as (
         current,
         workdir,
         broker,
@@ -334,6 +336,14 @@ def run(args: argparse.Namespace) -> Result:
         for child in children:
             child.memory()
         result.memory = [row for child in children for row in child.memory_seen]
+        passes = [
+            orjson.loads(line)
+            for line in gateway.log_path.read_text(errors="replace").splitlines()
+            if '"evaluator passes"' in line
+        ]
+        shown = ("ts", "passes", "touched_ids", "changes", "busy_s", "slowest_s")
+        for entry in passes:
+            print("  evaluator:", {name: entry.get(name) for name in shown})
     measured = probes.freshness()
     result.details = {
         "without": without,
@@ -345,6 +355,7 @@ def run(args: argparse.Namespace) -> Result:
         "sent": {"probes": len(probes.sent), "window": len(probes.window_sent)},
         "cpu": {"without": cpu_without.to_json(), "steady": cpu_steady.to_json(), "with": cpu_with.to_json()},
         "freshness_s": {name: sorted(round(v, 3) for v in values) for name, values in measured.items()},
+        "evaluator_log": passes,
     }
     result.add(
         Figure(

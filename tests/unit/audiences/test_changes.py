@@ -60,16 +60,17 @@ def test_message_ids_are_deterministic_and_distinct() -> None:
 
 def test_the_cache_answers_for_what_it_read_or_wrote_and_forgets_the_oldest() -> None:
     cache = CurrentCache(limit=3)
-    assert cache.lookup([("aud_1", "ada")]) == ({}, {"ada"})
-    cache.put(("aud_1", "ada"), None)  # read: nothing recorded
+    assert cache.missing(["ada"], ["aud_1"]) == ["ada"]
+    cache.replace("ada", {"aud_1": None})  # read: nothing recorded
     change = diff(AUDIENCE, "bob", True, 1, None, cause="events", now=5)
     assert change is not None
     cache.record([change])
-    found, missing = cache.lookup([("aud_1", "ada"), ("aud_1", "bob"), ("aud_1", "cy")])
-    assert missing == {"cy"} and set(found) == {("aud_1", "bob")}
-    assert found[("aud_1", "bob")].member and found[("aud_1", "bob")].change_index == 1
-    cache.put(("aud_1", "cy"), None)
-    cache.put(("aud_1", "dee"), None)  # over the limit: the least recently used ("ada") goes
-    assert cache.lookup([("aud_1", "ada")])[1] == {"ada"} and len(cache) == 3
+    assert cache.missing(["ada", "bob", "cy"], ["aud_1"]) == ["cy"]
+    assert cache.missing(["ada"], ["aud_1", "aud_2"]) == ["ada"]  # a definition it has not read
+    bob = cache.states("bob")["aud_1"]
+    assert bob is not None and bob.member and bob.change_index == 1
+    cache.replace("cy", {"aud_1": None})
+    cache.replace("dee", {"aud_1": None})  # over the limit: the least recently written ("ada") goes
+    assert cache.states("ada") == {} and len(cache) == 3
     cache.clear()
     assert len(cache) == 0
