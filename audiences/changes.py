@@ -76,8 +76,8 @@ class Change:
 
 def message_id(computation_id: str, profile_id: str, change_index: int) -> str:
     """The deterministic id of a change (its messages append ``.identify`` / ``.track``)."""
-    digest = hashlib.sha256(f"{computation_id}\x1f{profile_id}\x1f{change_index}".encode()).hexdigest()
-    return f"fh-{digest[:40]}"
+    digest = hashlib.blake2b(f"{computation_id}\x1f{profile_id}\x1f{change_index}".encode(), digest_size=20)
+    return f"fh-{digest.hexdigest()}"
 
 
 def normalise(kind: str, value: object) -> tuple[bool, str]:
@@ -192,14 +192,13 @@ class CurrentCache:
         self._bound()
 
     def record(self, changes: Iterable[Change]) -> None:
+        """What was just written, for the profiles cached (the others are read when needed: a
+        backfill's hundreds of thousands of entries do not push the busy profiles out)."""
         profiles = self._profiles
         for change in changes:
-            states = profiles.pop(change.profile_id, None)
-            if states is None:
-                states = {}
-            states[change.computation_id] = current_after(change)
-            profiles[change.profile_id] = states
-        self._bound()
+            states = profiles.get(change.profile_id)
+            if states is not None:
+                states[change.computation_id] = current_after(change)
 
     def _bound(self) -> None:
         profiles = self._profiles

@@ -11,6 +11,7 @@ the next write (the changes it wrote, if any, are then "current" and are not dec
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from clickhouse_connect.driver.client import Client
@@ -75,8 +76,9 @@ class ChangeLog:
             self.reset()
             raise
         self._next = first + len(changes)
-        for change in changes:
-            metrics.child(metrics.AUDIENCE_CHANGES, change.kind, change.cause).inc()
+        counted = Counter((change.kind, change.cause) for change in changes)
+        for (kind, cause), count in counted.items():
+            metrics.child(metrics.AUDIENCE_CHANGES, kind, cause).inc(count)
 
     def _insert(self, first: int, changes: Sequence[Change], wait: Wait) -> None:
         data = [

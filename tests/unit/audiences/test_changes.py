@@ -64,7 +64,10 @@ def test_the_cache_answers_for_what_it_read_or_wrote_and_forgets_the_oldest() ->
     cache.replace("ada", {"aud_1": None})  # read: nothing recorded
     change = diff(AUDIENCE, "bob", True, 1, None, cause="events", now=5)
     assert change is not None
-    cache.record([change])
+    cache.record([change])  # bob is not cached: a write does not add him
+    assert cache.missing(["bob"], ["aud_1"]) == ["bob"]
+    cache.replace("bob", {"aud_1": None})
+    cache.record([change])  # now it updates him
     assert cache.missing(["ada", "bob", "cy"], ["aud_1"]) == ["cy"]
     assert cache.missing(["ada"], ["aud_1", "aud_2"]) == ["ada"]  # a definition it has not read
     bob = cache.states("bob")["aud_1"]
