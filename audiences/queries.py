@@ -21,8 +21,9 @@ from feedhouse.read.sql import compose
 
 # ---- scope: from touched ids to profiles and their ids --------------------------------------
 
+# Lookups over the ids written to the scratch table ``audience_scope`` (see SCOPE_IDS below).
 OWNERS_SQL = """
-SELECT id, argMax(profile_id, version) FROM id_mapping WHERE id IN {ids:Array(String)} GROUP BY id
+SELECT id, argMax(profile_id, version) FROM id_mapping WHERE id IN (SELECT id FROM audience_scope) GROUP BY id
 """
 
 # Every profile that ever held one of these ids (stale rows included, on purpose): when an id
@@ -31,12 +32,13 @@ FORMER_OWNERS_SQL = """
 SELECT DISTINCT profile_id FROM id_mapping_by_profile WHERE id IN {ids:Array(String)}
 """
 
+# Every id of the profiles written to ``audience_scope``.
 PROFILE_IDS_SQL = """
 SELECT id, argMax(profile_id, version) AS owner
 FROM id_mapping
-WHERE id IN (SELECT id FROM id_mapping_by_profile WHERE profile_id IN {profiles:Array(String)})
+WHERE id IN (SELECT id FROM id_mapping_by_profile WHERE profile_id IN (SELECT id FROM audience_scope))
 GROUP BY id
-HAVING owner IN {profiles:Array(String)}
+HAVING owner IN (SELECT id FROM audience_scope)
 """
 
 # ---- evaluation shells ------------------------------------------------------------------------
