@@ -3,9 +3,10 @@
 A new destination first receives every current member and computed-trait value, as of the
 newest change at that moment (``head``; the log is read up to it, so the snapshot is exact),
 then every change after ``head``, in log order: a profile's changes of one definition reach
-it in the order they happened. The cursor (``destination_cursors``) moves only after a batch
-is acknowledged or set aside, so a crash re-sends at most the batch in flight, with the same
-messageIds (at least once; receivers that deduplicate see each change once).
+it in the order they happened. The cursor (``destination_cursors``) moves only after the
+requests of a step are acknowledged or set aside, so a crash re-sends at most one step's
+changes, with the same messageIds (at least once; receivers that deduplicate see each change
+once).
 
 Each destination has its own thread, HTTP client and ClickHouse client: a slow or dead one
 only delays itself, never ingestion, the evaluator or the other destinations.
@@ -33,6 +34,10 @@ from feedhouse.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 400_000  # under the 500 KB a Segment batch may hold
+# Requests per step: a backlog is read and the cursor written once per STEP_REQUESTS requests
+# (each is a ClickHouse round trip), not once per request; at most that many are sent again
+# after a crash.
+STEP_REQUESTS = 5
 CHANGES_AFTER_SQL = compose(
     """
 SELECT $columns FROM computed_changes WHERE seq > {after:UInt64} ORDER BY seq LIMIT {limit:UInt32}
@@ -140,14 +145,15 @@ class Sender:
         )
 
     def step(self) -> bool:
-        """Deliver the next batch of changes after the cursor; False when there was none."""
+        """Deliver the next changes after the cursor (up to STEP_REQUESTS requests' worth, in
+        order, then the cursor moves once); False when there was none."""
         found = [
             LoggedChange.of(row)
             for row in rows(
                 self.client,
                 CHANGES_AFTER_SQL,
                 after=self.cursor.seq,
-                limit=self.settings.destination_batch_changes,
+                limit=self.settings.destination_batch_changes * STEP_REQUESTS,
             )
         ]
         key = self.destination.key
