@@ -12,6 +12,7 @@ COPY sink ./sink
 COPY read ./read
 COPY privacy ./privacy
 COPY app ./app
+COPY audiences ./audiences
 RUN pip install .
 USER nobody
 ENTRYPOINT ["feedhouse"]

@@ -29,6 +29,8 @@ BENCHMARKS: tuple[tuple[str, str, float], ...] = (
     ("end_to_end", "bench.end_to_end", 480),
     ("persistence", "bench.persistence", 900),
     ("read_api", "bench.read_api", 1200),
+    ("audience_backfill", "bench.audience_backfill", 900),
+    ("audience_freshness", "bench.audience_freshness", 900),
 )
 
 

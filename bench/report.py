@@ -21,7 +21,16 @@ import orjson
 
 from bench.common import RESULTS_DIR, ROOT, fmt, load_result, machine
 
-BENCHMARKS = ("gateway", "identity", "sink", "end_to_end", "persistence", "read_api")
+BENCHMARKS = (
+    "gateway",
+    "identity",
+    "sink",
+    "end_to_end",
+    "persistence",
+    "read_api",
+    "audience_backfill",
+    "audience_freshness",
+)
 DOCS = ROOT / "docs" / "benchmarks.md"
 IMAGES = ROOT / "docs" / "img"
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"

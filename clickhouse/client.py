@@ -97,5 +97,8 @@ def _connect(url: str) -> Client:
             password=unquote(parsed.password or ""),
             # A session id makes the client refuse concurrent queries; we share it across threads.
             autogenerate_session_id=False,
+            # Parameters in the body, not the URL: the audience evaluator binds arrays of
+            # thousands of ids, past what a URL may hold.
+            form_encode_query_params=True,
         )
     raise SettingsError(f"unsupported ClickHouse URL {url!r}: use chdb:///abs/path or http(s)://host:8123")

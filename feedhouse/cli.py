@@ -100,6 +100,14 @@ def _sink(args: argparse.Namespace) -> int:
     return run_standalone(current, apply_migrations=not args.no_migrate)
 
 
+def _audiences(_args: argparse.Namespace) -> int:
+    from feedhouse.audiences.runner import run_standalone
+
+    current = settings.load()
+    logs.configure(current.log_level)
+    return run_standalone(current)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from feedhouse.dev import run_dev
 
@@ -177,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate", action="store_true", help="do not apply migrations; exit 3 if any is pending"
     )
     sink.set_defaults(run=_sink)
+
+    audiences = sub.add_parser(
+        "audiences",
+        help="run the audience evaluator and destination senders (with a ClickHouse server; run one)",
+    )
+    audiences.set_defaults(run=_audiences)
 
     dev = sub.add_parser(
         "dev", help="run everything embedded: broker, gateway, worker, sink, chDB (Ctrl-C stops)"

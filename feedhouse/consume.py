@@ -168,6 +168,12 @@ class BatchConsumer(Generic[P]):
     def _new_batch(self) -> Batch[P]:
         return Batch(self.stage.open(), self.max_messages, self.max_seconds)
 
+    def set_batch_seconds(self, seconds: float) -> None:
+        """Change how long batches gather, from the next one on (a stage that paces itself)."""
+        self.max_seconds = seconds
+        if not len(self._batch):
+            self._batch.max_seconds = seconds
+
     # ---- main loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:

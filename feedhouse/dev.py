@@ -2,9 +2,11 @@
 
 Supervised child processes (``feedhouse.supervisor``), started in order and restarted when
 they die: the object store that is the broker's disk (``feedhouse.objectstore``), the Tansu
-broker, one identity worker. This process serves HTTP (ingestion, read API, health, metrics,
-status) and hosts the sink, because chDB (ClickHouse in-process, under the data directory) is
-owned by one process; the app's pages are at /. Everything lives under ``FEEDHOUSE_DATA_DIR``:
+broker, one identity worker. This process serves HTTP (ingestion, read API, the app's pages at
+/, health, metrics, status, administration of audiences, destinations and regulations) and
+hosts the sink, the regulation executor and the audience evaluator and senders, because chDB
+(ClickHouse in-process, under the data directory) is owned by one process. Everything lives
+under ``FEEDHOUSE_DATA_DIR``:
 
     clickhouse/   chDB's data          broker/   topics, offsets, groups (the object store)
     identity/     Faust table files    logs/     one log per child process
@@ -38,7 +40,7 @@ DATA_PARTS = ("clickhouse", "broker", "identity")
 
 BANNER = """
 Feedhouse is running (embedded: Tansu broker on {storage} storage, chDB, 1 identity worker,
-sink in this process). Data: {data_dir}
+sink, privacy executor and audiences in this process). Data: {data_dir}
 
   App (people, feed)         {url}/            sign in with the read token: {read_token}
   Ingest (Segment HTTP API)  {url}/v1/batch   (also /v1/track, /v1/identify, ...)
@@ -47,7 +49,8 @@ sink in this process). Data: {data_dir}
   Read token                 {read_token}      (Authorization: Bearer ...; the app's sign-in)
   Profile API (Segment's)    {url}/v1/spaces/{space_id}/collections/users/profiles/user_id:{{id}}/traits
                              (HTTP Basic, the read token as user name)
-  Admin token                {admin_token}     (Authorization: Bearer ...; administration)
+  Admin token                {admin_token}     (Authorization: Bearer ...; /v1/traits,
+                                                  /v1/audiences, /v1/destinations, /v1/regulations)
   Status                     feedhouse status   ({url}/v1/status, admin token)
   Metrics / health           {url}/metrics  {url}/readyz
   Kafka                      {kafka}
@@ -116,6 +119,7 @@ def run_dev(base: Settings, *, fresh: bool = False) -> int:
         kafka_bootstrap_servers=f"127.0.0.1:{base.kafka_port}",
         data_dir=data_dir,
         embedded_sink=True,
+        embedded_audiences=True,
         http_workers=1,
         changelog_seals=True,  # the embedded broker is Tansu
     )

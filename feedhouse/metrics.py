@@ -74,6 +74,61 @@ SINK_INSERT_FAILURES = Counter(
     ["table", "kind"],
 )
 
+# Audiences and computed traits (evaluator) and their destinations (senders)
+AUDIENCE_PASS_SECONDS = Histogram(
+    "feedhouse_audiences_pass_seconds",
+    "Duration of one evaluation pass (touched profiles -> changes written), by cause.",
+    ["cause"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+AUDIENCE_PROFILES = Counter(
+    "feedhouse_audiences_profiles_evaluated_total", "Profiles evaluated, by cause.", ["cause"]
+)
+AUDIENCE_CHANGES = Counter(
+    "feedhouse_audiences_changes_total",
+    "Changes recorded (entries, exits, new values), by kind and cause.",
+    ["kind", "cause"],
+)
+AUDIENCE_BACKFILL_SECONDS = Gauge(
+    "feedhouse_audiences_backfill_seconds",
+    "Duration of the last backfill of each definition.",
+    ["definition"],
+)
+AUDIENCE_DEFINITIONS = Gauge(
+    "feedhouse_audiences_definitions",
+    "Definitions known to the evaluator, by state (live, backfilling).",
+    ["state"],
+)
+DESTINATION_MESSAGES = Counter(
+    "feedhouse_destination_messages_total",
+    "Messages handed to a destination (delivered) or set aside (dead_lettered), by destination.",
+    ["destination", "outcome"],
+)
+DESTINATION_REQUESTS = Counter(
+    "feedhouse_destination_requests_total",
+    "HTTP requests to destinations by outcome: the status code, timeout or connection.",
+    ["destination", "outcome"],
+)
+DESTINATION_RETRIES = Counter(
+    "feedhouse_destination_retries_total", "Deliveries retried after a retryable failure.", ["destination"]
+)
+DESTINATION_LAG_CHANGES = Gauge(
+    "feedhouse_destination_lag_changes",
+    "Changes recorded but not yet delivered, by destination.",
+    ["destination"],
+)
+DESTINATION_LAG_SECONDS = Gauge(
+    "feedhouse_destination_lag_seconds",
+    "Age of the oldest change not yet delivered (0 when caught up), by destination.",
+    ["destination"],
+)
+DESTINATION_DELIVERY_SECONDS = Histogram(
+    "feedhouse_destination_delivery_seconds",
+    "Time from a change being recorded to its destination acknowledging it.",
+    ["destination"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+)
+
 
 @functools.lru_cache(maxsize=4096)
 def child(metric: Any, *labels: str) -> Any:

@@ -1,9 +1,11 @@
 """The HTTP server of a Feedhouse process: one Starlette app composing the stages it hosts.
 
-Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), the app's pages
-(``feedhouse.app``), health and metrics; with
-embedded chDB it also hosts the sink, because one process owns the chDB directory. The
-lifespan owns the long-lived parts: the Kafka producer, the embedded sink thread.
+Ingestion (``feedhouse.gateway``), the read API (``feedhouse.read``), the admin API of audiences
+and destinations (``feedhouse.audiences.admin``), the Regulations API (``feedhouse.privacy``),
+the app's pages (``feedhouse.app``), health and metrics; with embedded chDB it also hosts the
+sink, the regulation executor and the audience evaluator and senders, because one process owns
+the chDB directory. The lifespan owns the long-lived parts: the Kafka producer, the embedded
+sink, executor and audience threads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from feedhouse import logs
 from feedhouse import settings as settings_module
 from feedhouse.app.routes import app_routes
+from feedhouse.audiences.admin import admin_routes, audience_definitions
 from feedhouse.auth import ADMIN, Tokens
 from feedhouse.clickhouse.client import get_client
 from feedhouse.gateway.ingest import Ingestor
@@ -96,9 +99,17 @@ def create_app(
                 stop_sink
             )
             health.register("privacy", executor.health)
+        audiences = None
+        if settings.embedded_audiences:
+            from feedhouse.audiences.runner import start_embedded as start_audiences
+
+            audiences = await asyncio.to_thread(start_audiences, settings, stop_sink)
         try:
             yield
         finally:
+            if audiences is not None:
+                stop_sink.set()
+                await asyncio.to_thread(audiences.join, 30)
             if sink is not None:
                 stop_sink.set()
                 await asyncio.to_thread(sink.join, 30)
@@ -137,7 +148,8 @@ def create_app(
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
-    routes += read_routes(settings, lambda: get_client(settings))
+    routes += read_routes(settings, lambda: get_client(settings), audience_definitions)
+    routes += admin_routes(settings, lambda: get_client(settings))
     routes += regulation_routes(settings, regulations)
     # The app's pages at / (sign-in, people, timelines, feed, groups, audiences).
     routes += app_routes(

@@ -90,6 +90,15 @@ class Settings:
     purge_within_seconds: float = 24 * 3600
     retention_days: int = 0
     kafka_retention_hours: float = 7 * 24
+    # Audiences and computed traits (evaluator, destinations)
+    embedded_audiences: bool = False
+    audiences_space_id: str = "spa_feedhouse"
+    audiences_batch_seconds: float = 0.2
+    audiences_expiry_seconds: float = 10.0
+    destination_timeout_seconds: float = 10.0
+    destination_give_up_seconds: float = 4 * 3600.0
+    destination_batch_changes: int = 200
+    destination_poll_seconds: float = 0.2
     # Operations
     log_level: str = "INFO"
     metrics_port: int = 0
@@ -257,6 +266,48 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         float,
         "Deleted people's rows are physically removed from ClickHouse within this time (masked at once).",
     ),
+    "FEEDHOUSE_EMBEDDED_AUDIENCES": (
+        "embedded_audiences",
+        _bool,
+        "Run the audience evaluator and the destination senders inside the gateway process (with"
+        " embedded chDB; else run `feedhouse audiences`).",
+    ),
+    "FEEDHOUSE_AUDIENCES_SPACE_ID": (
+        "audiences_space_id",
+        str,
+        "context.personas.space_id (and namespace) of the messages sent for audiences and computed traits.",
+    ),
+    "FEEDHOUSE_AUDIENCES_BATCH_SECONDS": (
+        "audiences_batch_seconds",
+        float,
+        "The evaluator gathers touched profiles for at most this long per pass.",
+    ),
+    "FEEDHOUSE_AUDIENCES_EXPIRY_SECONDS": (
+        "audiences_expiry_seconds",
+        float,
+        "How often the evaluator looks for events that left a definition's time window.",
+    ),
+    "FEEDHOUSE_DESTINATION_TIMEOUT_SECONDS": (
+        "destination_timeout_seconds",
+        float,
+        "Timeout of one request to a destination (then retried).",
+    ),
+    "FEEDHOUSE_DESTINATION_GIVE_UP_SECONDS": (
+        "destination_give_up_seconds",
+        float,
+        "Retries of one delivery stop after this long; the messages go to the dead-letter topic"
+        " (Segment: 4 hours).",
+    ),
+    "FEEDHOUSE_DESTINATION_BATCH_CHANGES": (
+        "destination_batch_changes",
+        int,
+        "Most changes per request to a destination (two messages per audience change).",
+    ),
+    "FEEDHOUSE_DESTINATION_POLL_SECONDS": (
+        "destination_poll_seconds",
+        float,
+        "How often an idle sender looks for new changes.",
+    ),
     "FEEDHOUSE_LOG_LEVEL": ("log_level", str, "Log level (DEBUG, INFO, WARNING, ERROR)."),
     "FEEDHOUSE_METRICS_PORT": (
         "metrics_port",
@@ -322,6 +373,12 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             "FEEDHOUSE_EMBEDDED_SINK needs FEEDHOUSE_HTTP_WORKERS=1 (chDB is owned by one process)"
         )
+    if settings.embedded_audiences and settings.http_workers > 1:
+        raise SettingsError(
+            "FEEDHOUSE_EMBEDDED_AUDIENCES needs FEEDHOUSE_HTTP_WORKERS=1 (one evaluator writes changes)"
+        )
+    if settings.destination_batch_changes < 1 or settings.destination_timeout_seconds <= 0:
+        raise SettingsError("FEEDHOUSE_DESTINATION_BATCH_CHANGES and _TIMEOUT_SECONDS must be positive")
 
 
 def env_table() -> str:

@@ -24,8 +24,12 @@ errors are ``{"success": false, "code", "message"}``: 401 ``unauthorized``, 400
 ``GET /v1/groups/{groupId}?limit=100&cursor=``
     ``{"id", "traits", "members": [profile ids], "memberCount", "next"}``: members are the
     profiles whose latest group call (across their ids) named this group. 404 if never seen.
-``GET /v1/audiences`` -> ``{"audiences": [{"key", "size"}]}``;
-``GET /v1/audiences/{key}/members?limit=100&cursor=`` -> ``{"members", "size", "next"}``.
+``GET /v1/audiences`` -> ``{"audiences": [{"key", "size", "computedBy", "name"?}]}``: Engage's
+    audiences (``computedBy: engage``, from identify calls) and Feedhouse's own
+    (``computedBy: feedhouse``; with the admin token, with their definitions and status);
+``GET /v1/audiences/{key}/members?limit=100&cursor=&computedBy=`` -> ``{"members", "size",
+    "next", "computedBy"}``: Feedhouse's audience of that key if there is one, else Engage's
+    (``computedBy=engage|feedhouse`` chooses).
 
 Pagination is by keyset (the cursor holds the last position returned), so pages neither
 repeat nor skip while events arrive: newer events land before the first page. A redelivered
@@ -47,10 +51,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from feedhouse.auth import READ, Tokens
+from feedhouse.auth import ADMIN, READ, Tokens, bearer_token
 from feedhouse.http import Handler, HttpError, guarded, json_response
 from feedhouse.read.model import event_json, json_value, profile_json, summary_json
-from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor
+from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor, invalid
 from feedhouse.read.profile_api import profile_api_routes
 from feedhouse.read.queries import audiences, groups, profiles, search, timelines
 from feedhouse.settings import Settings
@@ -58,6 +62,7 @@ from feedhouse.settings import Settings
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], Client]
+DefinitionsProvider = Callable[[Client], list[dict[str, Any]]]
 
 EVENT_PARAMS = ("limit", "cursor", "hidden", "type", "event")
 MAX_EVENTS = 500
@@ -72,9 +77,12 @@ def not_found(what: str) -> HttpError:
 class ReadApi:
     """The handlers, bound to the read token and the ClickHouse client to query."""
 
-    def __init__(self, settings: Settings, client: ClientFactory) -> None:
+    def __init__(
+        self, settings: Settings, client: ClientFactory, definitions: DefinitionsProvider | None = None
+    ) -> None:
         self.tokens = Tokens(settings)
         self.client = client
+        self.definitions = definitions
 
     def authorize(self, request: Request) -> None:
         self.tokens.require(request, READ)
@@ -130,15 +138,37 @@ class ReadApi:
 
     async def audiences(self, request: Request) -> Response:
         Params(request.query_params, ())
-        sizes = await self.run(audiences.audience_sizes)
-        return json_response({"audiences": [{"key": key, "size": size} for key, size in sizes]})
+        admin = self.tokens.scope_of(bearer_token(request)) == ADMIN and self.definitions is not None
+        listed: list[dict[str, Any]] = [
+            {"key": key, "size": size, "computedBy": "engage"}
+            for key, size in await self.run(audiences.audience_sizes)
+        ]
+        if admin:
+            assert self.definitions is not None
+            listed += await self.run(self.definitions)
+        else:
+            listed += [
+                {"key": key, "size": size, "computedBy": "feedhouse", "name": name}
+                for key, name, size in await self.run(audiences.computed_audience_sizes)
+            ]
+        return json_response({"audiences": listed})
 
     async def audience_members(self, request: Request) -> Response:
-        params = Params(request.query_params, ("limit", "cursor"))
+        params = Params(request.query_params, ("limit", "cursor", "computedBy"))
         key = checked_text(request.path_params["key"], "key")
+        system = params.text("computedBy")
+        if system not in ("", "engage", "feedhouse"):
+            raise invalid("computedBy", "must be engage or feedhouse")
         limit = params.limit(100, MAX_MEMBERS)
         cursor = params.cursor(PROFILE_CURSOR)
-        found = await self.run(audiences.audience_members, key, cursor[0] if cursor else "", limit + 1)
+        after = cursor[0] if cursor else ""
+        found = None
+        if system in ("", "feedhouse"):
+            found = await self.run(audiences.computed_audience_members, key, after, limit + 1)
+            system = "feedhouse" if found is not None else system
+        if found is None and system in ("", "engage"):
+            found = await self.run(audiences.audience_members, key, after, limit + 1)
+            system = "engage"
         if found is None:
             raise not_found(f"audience {key!r}")
         size, members = found
@@ -147,6 +177,7 @@ class ReadApi:
                 "members": members[:limit],
                 "size": size,
                 "next": encode_cursor(PROFILE_CURSOR, members[limit - 1]) if len(members) > limit else None,
+                "computedBy": system,
             }
         )
 
@@ -190,7 +221,7 @@ def _profile(client: Client, identifier: str) -> dict[str, Any]:
     rows = profiles.profile_rows(client, resolution.ids)
     if not (resolution.mapped or rows.event_count or rows.states):
         raise not_found(f"profile {identifier!r}")
-    return profile_json(resolution, rows)
+    return profile_json(resolution, rows, audiences.profile_computed(client, resolution.profile_id))
 
 
 def _timeline(client: Client, identifier: str, page: timelines.EventFilter) -> list[timelines.EventRow]:
@@ -259,9 +290,15 @@ def _guarded(api: ReadApi, route: str, handler: Handler) -> Handler:
     return endpoint
 
 
-def read_routes(settings: Settings, client: ClientFactory) -> list[BaseRoute]:
-    """The read API's routes, for the server's app; ``client()`` gives the ClickHouse client to use."""
-    api = ReadApi(settings, client)
+def read_routes(
+    settings: Settings, client: ClientFactory, definitions: DefinitionsProvider | None = None
+) -> list[BaseRoute]:
+    """The read API's routes, for the server's app; ``client()`` gives the ClickHouse client to use.
+
+    ``definitions(client)``, when given, lists Feedhouse's audiences with their definitions for
+    callers with the admin token (``feedhouse.audiences.admin.audience_definitions``).
+    """
+    api = ReadApi(settings, client, definitions)
     table: list[tuple[str, Handler]] = [
         ("/v1/profiles", api.search),
         # {id:path}: ids may contain "/" (sent as %2F); the timeline route is tried first.

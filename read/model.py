@@ -7,7 +7,14 @@ the API and analysts' SQL always agree:
   to the larger id;
 * **group**: the group of the latest group call (``group_time``) across the ids, same ties;
 * **audiences**: per audience, the entry with the newest event time wins, same ties; each is
-  ``{"member", "enteredAt", "exitedAt"}``, non-members included (they have an ``exitedAt``).
+  ``{"member", "enteredAt", "exitedAt", "computedBy": "engage"}``, non-members included (they
+  have an ``exitedAt``).
+
+Feedhouse's own audiences and computed traits (``feedhouse.audiences``) join them in
+:func:`profile_json`: an audience as ``{..., "computedBy": "feedhouse"}`` (when Engage has an
+audience of the same key, Engage's entry moves to ``engage:<key>``), a computed trait's value
+in ``traits`` (over an identify trait of the same name) and, marked as computed, in
+``computedTraits: {key: {"value", "updatedAt"}}``.
 
 A profile's ids are split by how they were *seen in its events* (those stored under any of
 its ids):
@@ -31,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from feedhouse.read.queries.audiences import ComputedRow
 from feedhouse.read.queries.profiles import IdStateRow, ProfileRows, Resolution
 from feedhouse.read.queries.timelines import EventRow
 
@@ -137,6 +145,7 @@ def _audience_json(entry: dict[str, Any]) -> dict[str, Any]:
         "member": entry.get("member") is True,
         "enteredAt": iso(micros("enteredAt")),
         "exitedAt": iso(micros("exitedAt")),
+        "computedBy": "engage",
     }
 
 
@@ -154,9 +163,41 @@ def classify_ids(ids: Iterable[str], rows: ProfileRows) -> tuple[list[str], list
     return users, anonymous
 
 
-def profile_json(resolution: Resolution, rows: ProfileRows) -> dict[str, Any]:
-    """The full profile: ids, merged traits / group / audiences, activity."""
-    merged = merge_states(rows.states)
+def with_computed(merged: MergedState, computed: Iterable[ComputedRow]) -> tuple[MergedState, dict[str, Any]]:
+    """``merged`` with Feedhouse's values added (module docstring), and the ``computedTraits``."""
+    traits = dict(merged.traits)
+    times = dict(merged.trait_times)
+    audiences = dict(merged.audiences)
+    marked: dict[str, Any] = {}
+    for row in computed:
+        if row.kind == "trait":
+            if row.value:
+                traits[row.key] = json_value(row.value)
+                times[row.key] = row.changed_at
+                marked[row.key] = {"value": traits[row.key], "updatedAt": iso(row.changed_at)}
+            continue
+        if row.key in audiences:
+            audiences[f"engage:{row.key}"] = audiences.pop(row.key)
+        audiences[row.key] = {
+            "member": row.member,
+            "enteredAt": iso(row.entered_at),
+            "exitedAt": iso(row.exited_at),
+            "computedBy": "feedhouse",
+        }
+    ordered = MergedState(
+        dict(sorted(traits.items())),
+        merged.group_id,
+        dict(sorted(audiences.items())),
+        dict(sorted(times.items())),
+    )
+    return ordered, marked
+
+
+def profile_json(
+    resolution: Resolution, rows: ProfileRows, computed: Iterable[ComputedRow] = ()
+) -> dict[str, Any]:
+    """The full profile: ids, merged traits / group / audiences (both systems), activity."""
+    merged, computed_traits = with_computed(merge_states(rows.states), computed)
     users, anonymous = classify_ids(resolution.ids, rows)
     group = None
     if merged.group_id is not None:
@@ -168,6 +209,7 @@ def profile_json(resolution: Resolution, rows: ProfileRows) -> dict[str, Any]:
         "userIds": users,
         "anonymousIds": anonymous,
         "traits": merged.traits,
+        "computedTraits": computed_traits,
         "group": group,
         "audiences": merged.audiences,
         "firstSeen": iso(rows.first_seen),

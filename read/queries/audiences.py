@@ -1,12 +1,14 @@
-"""Engage audiences: sizes and members.
+"""Audiences of both systems: Engage's (identify calls, identity rule 7) and Feedhouse's own.
 
-Only ids with an entry for an audience can decide a profile's membership, and every such entry
-is in ``id_state_by_audience`` (highest version per (audience, id) = the id's current entry), so
-no other state has to be read: per (audience, profile) the entry with the newest event time
-wins (ties: larger id), as in the ``audience_membership`` view.
+Engage audiences: only ids with an entry for an audience can decide a profile's membership,
+and every such entry is in ``id_state_by_audience`` (highest version per (audience, id) = the
+id's current entry), so no other state has to be read: per (audience, profile) the entry with
+the newest event time wins (ties: larger id), as in the ``audience_membership`` view.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
@@ -75,3 +77,123 @@ def audience_members(client: Client, audience: str, after: str, limit: int) -> t
     """(size, the first ``limit`` member profile ids after ``after``); None for an unknown audience."""
     known, size, page = one(client, AUDIENCE_PAGE_SQL, audience=audience, after=after, limit=limit)
     return (int(size), list(page)) if known else None
+
+
+# ---- Feedhouse's own audiences and computed traits (docs/audiences.md) ----------------------
+#
+# Definitions are rows of ``definitions`` (newest version per key, deleted ones dropped); values
+# are the newest change per (computation, profile) in ``computed_current`` (by definition) and
+# ``computed_by_profile`` (by profile), both ReplacingMergeTrees read with argMax(..., seq).
+
+CURRENT_DEFINITIONS = """
+    SELECT key, state.1 AS kind, state.2 AS computation_id, JSONExtractString(state.4, 'name') AS name
+    FROM
+    (
+        SELECT key, argMax((kind, computation_id, deleted, body), version) AS state
+        FROM definitions
+        GROUP BY key
+    )
+    WHERE state.3 = 0
+"""
+
+COMPUTED_AUDIENCE_SIZES_SQL = compose(
+    """
+SELECT d.key, d.name, coalesce(sizes.members, 0)
+FROM ($definitions) AS d
+LEFT JOIN
+(
+    SELECT computation_id, countIf(member) AS members
+    FROM
+    (
+        SELECT computation_id, profile_id, argMax(member, seq) = 1 AS member
+        FROM computed_current
+        WHERE computation_id IN (SELECT computation_id FROM ($definitions) WHERE kind = 'audience')
+        GROUP BY computation_id, profile_id
+    )
+    GROUP BY computation_id
+) AS sizes ON sizes.computation_id = d.computation_id
+WHERE d.kind = 'audience'
+ORDER BY d.key
+""",
+    definitions=CURRENT_DEFINITIONS,
+)
+
+COMPUTED_AUDIENCE_PAGE_SQL = compose(
+    """
+SELECT
+    (SELECT count() FROM ($definitions) WHERE key = {audience:String} AND kind = 'audience') > 0 AS known,
+    count() AS size,
+    arraySlice(arraySort(groupArrayIf(profile_id, profile_id > {after:String})), 1, {limit:UInt32}) AS page
+FROM
+(
+    SELECT profile_id, argMax(member, seq) AS member
+    FROM computed_current
+    WHERE computation_id IN (SELECT computation_id FROM ($definitions) WHERE key = {audience:String})
+    GROUP BY profile_id
+)
+WHERE member = 1
+""",
+    definitions=CURRENT_DEFINITIONS,
+)
+
+# One profile's current values of every current definition: (key, kind, member, value JSON
+# text, entered_at, exited_at, changed_at) with times in microseconds.
+PROFILE_COMPUTED_SQL = compose(
+    """
+SELECT d.key, d.kind, v.state.1, v.state.2, v.state.3, v.state.4, v.state.5
+FROM
+(
+    SELECT
+        computation_id,
+        argMax(
+            (
+                member, value, toUnixTimestamp64Micro(entered_at), toUnixTimestamp64Micro(exited_at),
+                toUnixTimestamp64Micro(changed_at)
+            ),
+            seq
+        ) AS state
+    FROM computed_by_profile
+    WHERE profile_id = {profile:String}
+    GROUP BY computation_id
+) AS v
+INNER JOIN ($definitions) AS d ON d.computation_id = v.computation_id
+ORDER BY d.key
+""",
+    definitions=CURRENT_DEFINITIONS,
+)
+
+
+def computed_audience_sizes(client: Client) -> list[tuple[str, str, int]]:
+    """Every Feedhouse audience: (key, name, members now)."""
+    return [(str(key), str(name), int(size)) for key, name, size in rows(client, COMPUTED_AUDIENCE_SIZES_SQL)]
+
+
+def computed_audience_members(
+    client: Client, audience: str, after: str, limit: int
+) -> tuple[int, list[str]] | None:
+    """Like :func:`audience_members`, for a Feedhouse audience; None when there is none of that key."""
+    known, size, page = one(client, COMPUTED_AUDIENCE_PAGE_SQL, audience=audience, after=after, limit=limit)
+    return (int(size), list(page)) if known else None
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedRow:
+    """A profile's current value of one Feedhouse definition (times in microseconds)."""
+
+    key: str
+    kind: str  # "audience" or "trait"
+    member: bool
+    value: str  # a trait's JSON text, '' for none
+    entered_at: int | None
+    exited_at: int | None
+    changed_at: int
+
+
+def profile_computed(client: Client, profile_id: str) -> list[ComputedRow]:
+    """A profile's Feedhouse audiences and computed traits."""
+    return [
+        ComputedRow(str(key), str(kind), bool(member), str(value), entered, exited, int(changed))
+        for key, kind, member, value, entered, exited, changed in rows(
+            client, PROFILE_COMPUTED_SQL, profile=profile_id
+        )
+    ]

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 
 CHECK = """
 import sys, avro, avro.schema, feedhouse, feedhouse.avro.codec
+from feedhouse.audiences.evaluator import Evaluator
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.clickhouse.migrate import discover
 from feedhouse.gateway.ingest import Ingestor

@@ -161,12 +161,17 @@ def test_audiences_keep_entered_and_exited_times(read_api: ReadApi) -> None:
         audience_call("a5", 300, True, anonymousId="hal-phone"),
     )
     fay = read_api.get("/v1/profiles/fay").json()
-    assert fay["audiences"] == {"vip_users": {"member": False, "enteredAt": iso(100), "exitedAt": iso(200)}}
+    engage = {"computedBy": "engage"}
+    assert fay["audiences"] == {
+        "vip_users": {"member": False, "enteredAt": iso(100), "exitedAt": iso(200), **engage}
+    }
     gus = read_api.get("/v1/profiles/gus-phone").json()
-    assert gus["audiences"] == {"vip_users": {"member": True, "enteredAt": iso(150), "exitedAt": None}}
-    assert read_api.get("/v1/audiences").json() == {"audiences": [{"key": "vip_users", "size": 2}]}
+    assert gus["audiences"] == {
+        "vip_users": {"member": True, "enteredAt": iso(150), "exitedAt": None, **engage}
+    }
+    assert read_api.get("/v1/audiences").json() == {"audiences": [{"key": "vip_users", "size": 2, **engage}]}
     members = read_api.get("/v1/audiences/vip_users/members").json()
-    assert members == {"members": ["gus", "hal-phone"], "size": 2, "next": None}
+    assert members == {"members": ["gus", "hal-phone"], "size": 2, "next": None, **engage}
     first = read_api.get("/v1/audiences/vip_users/members", limit=1).json()
     assert first["members"] == ["gus"] and first["next"]
     assert read_api.get("/v1/audiences/vip_users/members", cursor=first["next"]).json()["members"] == [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from feedhouse.consume import Batch
+from feedhouse import settings as settings_module
+from feedhouse.consume import Batch, BatchConsumer
+from feedhouse.retry import Wait
 
 
 def message(topic: str, partition: int, offset: int) -> Message:
@@ -72,3 +74,34 @@ def test_tokens_depend_on_name_and_offsets_only() -> None:
     assert filled([1, 2, 3]).token("sink:events") == filled([1, 2, 3]).token("sink:events")
     assert filled([1, 2, 3]).token("sink:events") != filled([1, 2]).token("sink:events")
     assert filled([1, 2]).token("sink:events") != filled([1, 2]).token("sink:id_state")
+
+
+class Nothing:
+    """A stage that keeps nothing (the loop's pacing is under test, not a stage)."""
+
+    def open(self) -> list[int]:
+        return []
+
+    def add(self, message: Message, batch: Batch[list[int]]) -> None:
+        pass
+
+    def write(self, batch: Batch[list[int]], wait: Wait) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+def test_a_stage_can_pace_the_batches_that_follow() -> None:
+    loop: BatchConsumer[list[int]] = BatchConsumer(
+        settings_module.load({}),
+        Nothing(),
+        component="t",
+        group_id="g",
+        topics=["t"],
+        max_messages=10,
+        max_seconds=0.2,
+    )
+    assert loop._batch.max_seconds == 0.2
+    loop.set_batch_seconds(1.5)  # the empty batch being gathered, and every later one
+    assert loop._batch.max_seconds == 1.5 and loop._new_batch().max_seconds == 1.5

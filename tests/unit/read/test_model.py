@@ -71,8 +71,8 @@ def test_group_and_audiences_newest_event_time_wins() -> None:
     )
     assert merged.group_id == "g1"
     assert merged.audiences == {
-        "new": {"member": True, "enteredAt": iso(1), "exitedAt": None},
-        "vip": {"member": False, "enteredAt": iso(1), "exitedAt": iso(9)},
+        "new": {"member": True, "enteredAt": iso(1), "exitedAt": None, "computedBy": "engage"},
+        "vip": {"member": False, "enteredAt": iso(1), "exitedAt": iso(9), "computedBy": "engage"},
     }
     assert merge_states([]).group_id is None
     assert merge_states([state("x", group_id="g", group_time=None)]).group_id == "g"

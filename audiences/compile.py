@@ -1,0 +1,311 @@
+"""Definitions -> one SQL query that computes every definition's value for a set of profiles.
+
+The query's shape is fixed (``audiences.queries``: the profiles' events and id states,
+aggregated per profile, then one output column per definition); what a definition adds are
+*expressions*, generated from its validated tree (``audiences.definitions``) out of fixed
+fragments. No value of a definition ever becomes SQL text: event names, property names (each
+name of a dotted path), trait keys and every compared value are query parameters
+(``{p7:String}``), bound by ClickHouse, and their names are generated here, never taken from
+the definition.
+
+Semantics (docs/audiences.md):
+
+* A property path reads ``properties``, or ``traits`` for identify and group calls.
+* A computed trait's value is JSON text (what ``JSONExtractRaw`` gives), NULL when no
+  matching event has the property (count: NULL when no event matches). Numeric operators
+  (sum, avg, min, max) take only properties that are JSON numbers; sums and averages are
+  exact decimals with 6 places, so a value never changes with the order events are read in.
+* A comparison is typed by the value it compares with: a number matches JSON numbers, a string
+  JSON strings, a boolean JSON booleans. Anything compared with an absent value is false
+  (``neq`` included); ``exists`` tests presence (JSON null counts as absent).
+* ``most_frequent`` breaks ties by the smallest JSON text; ``unique`` keeps the smallest
+  ``limit`` distinct values by JSON text (both deterministic).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from feedhouse.audiences.definitions import (
+    AUDIENCE,
+    AllOf,
+    AnyOf,
+    Compute,
+    Condition,
+    Definition,
+    EventTest,
+    Filter,
+    Not,
+    Scalar,
+    Selector,
+    TraitTest,
+)
+
+NOW = "{now_us:Int64}"  # the evaluation's clock, bound per run
+NUMBER_TYPES = "('Int64', 'UInt64', 'Double')"
+COMPARISONS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class UnknownTrait(LookupError):
+    """An audience tests a computed trait that is not among the definitions compiled with it."""
+
+
+@dataclass
+class Binder:
+    """Generates parameter names and keeps their values: ``bind(v, 'String')`` -> ``{p0:String}``.
+
+    The same value of the same type gets the same name, so two definitions testing the same
+    events produce the same aggregate text and share one aggregate column.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    names: dict[tuple[str, bytes], str] = field(default_factory=dict)
+
+    def __call__(self, value: Any, kind: str) -> str:
+        key = (kind, orjson.dumps(value))
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = f"p{len(self.values)}"
+            self.values[name] = value
+        return f"{{{name}:{kind}}}"
+
+
+@dataclass
+class Aggregates:
+    """Per-profile aggregate columns, shared by every definition that needs the same one."""
+
+    events: dict[str, str] = field(default_factory=dict)  # SQL -> alias (over the events)
+    states: dict[str, str] = field(default_factory=dict)  # SQL -> alias (over the id states)
+
+    def event(self, sql: str) -> str:
+        if sql not in self.events:
+            self.events[sql] = f"a{len(self.events)}"
+        return self.events[sql]
+
+    def state(self, sql: str) -> str:
+        if sql not in self.states:
+            self.states[sql] = f"t{len(self.states)}"
+        return self.states[sql]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """What the query shells need: aggregate lists, one output expression per definition, and
+    the event prefilter, with the parameters they bind (``now_us`` and the scope are bound per
+    run)."""
+
+    outputs: tuple[tuple[str, str], ...]  # (definition key, output SQL), in definition order
+    event_aggregates: tuple[tuple[str, str], ...]  # (alias, SQL)
+    state_aggregates: tuple[tuple[str, str], ...]
+    prefilter: str
+    events: frozenset[str]  # track event names some selector counts ...
+    types: frozenset[str]  # ... and the types
+    windows: tuple[int, ...]  # distinct within_days of every windowed selector
+    expiry_prefilter: str  # events a window can drop (the windowed selectors' prefilter)
+    uses_properties: bool
+    uses_traits: bool
+    parameters: dict[str, Any]
+
+
+def compile_definitions(definitions: Sequence[Definition], traits: dict[str, Definition]) -> Program:
+    """One program computing every definition in ``definitions``.
+
+    ``traits`` maps computed-trait keys to their definitions: an audience's computed-trait tests
+    are computed inline from them (so an audience never waits for its trait's own output).
+    """
+    bind = Binder()
+    aggregates = Aggregates()
+    selectors: list[Selector] = []
+    outputs: list[tuple[str, str]] = []
+    for definition in definitions:
+        if definition.kind == AUDIENCE:
+            assert definition.when is not None
+            sql = f"toUInt8({_condition(definition.when, traits, aggregates, bind, selectors)})"
+        else:
+            assert definition.compute is not None
+            sql = _value(definition.compute, aggregates, bind, selectors)
+        outputs.append((definition.key, sql))
+    # Column names are the only identifiers this module writes, so a plain search is exact.
+    event_sql = " ".join(aggregates.events)
+    return Program(
+        outputs=tuple(outputs),
+        event_aggregates=tuple((alias, sql) for sql, alias in aggregates.events.items()),
+        state_aggregates=tuple((alias, sql) for sql, alias in aggregates.states.items()),
+        prefilter=_prefilter(selectors, bind),
+        events=frozenset(s.event for s in selectors if s.event is not None),
+        types=frozenset(s.type for s in selectors if s.type is not None),
+        windows=tuple(sorted({s.within_days for s in selectors if s.within_days is not None})),
+        expiry_prefilter=_prefilter([s for s in selectors if s.within_days is not None], bind),
+        uses_properties=re.search(r"\bproperties\b", event_sql) is not None,
+        uses_traits=re.search(r"\btraits\b", event_sql) is not None,
+        parameters=bind.values,
+    )
+
+
+# ---- computed traits --------------------------------------------------------------------------
+
+
+def _value(compute: Compute, aggregates: Aggregates, bind: Binder, selectors: list[Selector]) -> str:
+    """The JSON-text value of a computed trait (NULL when it has none), over level-1 aggregates."""
+    selectors.append(compute.selector)
+    matches = _matches(compute.selector, bind)
+    if compute.op == "count":
+        count = aggregates.event(f"countIf({matches})")
+        return f"if({count} = 0, NULL, toString({count}))"
+    assert compute.property is not None
+    # The property is cut out of the event's JSON once (identical expressions are computed once
+    # per query), and typed from that short text, rather than parsing the event per function.
+    raw = _extract(compute.selector, compute.property, bind)
+    kind = f"JSONType({raw})"
+    if compute.op in ("sum", "avg", "min", "max"):
+        usable = f"({matches}) AND {kind} IN {NUMBER_TYPES}"
+        number = f"JSONExtractFloat({raw})"
+        count = aggregates.event(f"countIf({usable})")
+        if compute.op in ("sum", "avg"):
+            # Summed as decimals (6 places, values clamped to +-1e15): a float sum depends on
+            # the order rows arrive in, and a value that moves in its last digit is a change.
+            exact = f"toDecimal128(least(greatest({number}, -1e15), 1e15), 6)"
+            total = aggregates.event(f"sumIf({exact}, {usable})")
+            result = total if compute.op == "sum" else f"{total} / {count}"
+            return f"if({count} = 0, NULL, toJSONString({result}))"
+        result = aggregates.event(f"{compute.op}If({number}, {usable})")
+        return f"if({count} = 0, NULL, toJSONString({result}))"
+    present = f"({matches}) AND {kind} != 'Null'"
+    count = aggregates.event(f"countIf({present})")
+    if compute.op in ("first", "last"):
+        pick = "argMinIf" if compute.op == "first" else "argMaxIf"
+        chosen = aggregates.event(f"{pick}({raw}, (timestamp, message_id), {present})")
+        return f"if({count} = 0, NULL, {chosen})"
+    if compute.op == "most_frequent":
+        counts = aggregates.event(f"sumMapIf([{raw}], [toUInt64(1)], {present})")
+        return f"if(empty({counts}.1), NULL, {counts}.1[indexOf({counts}.2, arrayMax({counts}.2))])"
+    assert compute.op == "unique"
+    values = aggregates.event(f"groupUniqArrayIf({raw}, {present})")
+    limit = bind(compute.limit, "UInt32")
+    return (
+        f"if(empty({values}), NULL,"
+        f" concat('[', arrayStringConcat(arraySlice(arraySort({values}), 1, {limit}), ','), ']'))"
+    )
+
+
+# ---- audiences --------------------------------------------------------------------------------
+
+
+def _condition(
+    condition: Condition,
+    traits: dict[str, Definition],
+    aggregates: Aggregates,
+    bind: Binder,
+    selectors: list[Selector],
+) -> str:
+    if isinstance(condition, AllOf | AnyOf):
+        joiner = " AND " if isinstance(condition, AllOf) else " OR "
+        parts = [_condition(item, traits, aggregates, bind, selectors) for item in condition.items]
+        return "(" + joiner.join(parts) + ")"
+    if isinstance(condition, Not):
+        return f"(NOT {_condition(condition.item, traits, aggregates, bind, selectors)})"
+    if isinstance(condition, EventTest):
+        selectors.append(condition.selector)
+        count = aggregates.event(f"countIf({_matches(condition.selector, bind)})")
+        return f"({count} {COMPARISONS[condition.count_op]} {bind(condition.count_value, 'UInt64')})"
+    assert isinstance(condition, TraitTest)
+    if condition.computed:
+        trait = traits.get(condition.trait)
+        if trait is None or trait.compute is None:
+            raise UnknownTrait(condition.trait)
+        raw = _value(trait.compute, aggregates, bind, selectors)
+    else:
+        name = bind(condition.trait, "String")
+        # Identify traits merged across the profile's ids: newest event time wins, ties to the
+        # larger id (the rule of docs/identity.md and the profiles view).
+        alias = aggregates.state(
+            f"argMaxIf(JSONExtractRaw(traits, {name}), (JSONExtract(trait_times, {name}, 'Int64'), id),"
+            f" JSONHas(traits, {name}))"
+        )
+        raw = f"nullIf({alias}, '')"
+    return compare(raw, condition.op, condition.value, bind)
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+def _kind(selector: Selector, bind: Binder) -> str:
+    """The event kind a selector counts: a track event name, or a type."""
+    if selector.event is not None:
+        return f"(type = 'track' AND event = {bind(selector.event, 'String')})"
+    return f"(type = {bind(selector.type, 'String')})"
+
+
+def _matches(selector: Selector, bind: Binder) -> str:
+    """The condition an event must meet to count for ``selector`` (over one deduplicated event)."""
+    parts = [_kind(selector, bind)]
+    if selector.within_days is not None:
+        days = bind(selector.within_days, "UInt32")
+        parts.append(f"timestamp > fromUnixTimestamp64Micro({NOW}, 'UTC') - toIntervalDay({days})")
+    for test in selector.where:
+        parts.append(_filter(test, selector, bind))
+    return " AND ".join(parts)
+
+
+def _filter(test: Filter, selector: Selector, bind: Binder) -> str:
+    return compare(f"nullIf({_extract(selector, test.path, bind)}, '')", test.op, test.value, bind)
+
+
+def _prefilter(selectors: Sequence[Selector], bind: Binder) -> str:
+    """Rows any selector could count: scanning only these keeps the deduplication step small."""
+    names = sorted({s.event for s in selectors if s.event is not None})
+    kinds = sorted({s.type for s in selectors if s.type is not None})
+    parts = []
+    if names:
+        parts.append(f"(type = 'track' AND event IN {bind(names, 'Array(String)')})")
+    if kinds:
+        parts.append(f"type IN {bind(kinds, 'Array(String)')}")
+    return " OR ".join(parts) if parts else "0"
+
+
+def _column(selector: Selector) -> str:
+    return "traits" if selector.reads_traits else "properties"
+
+
+def _extract(selector: Selector, path: Sequence[str], bind: Binder) -> str:
+    """The JSON text at ``path`` of an event the selector counts (``''`` when absent, or for
+    other events), each name a parameter.
+
+    Parsing JSON is most of a pass's cost, so it is done only for the rows of the selector's
+    kind (``if`` evaluates its branch only where the condition holds), and once per (kind,
+    path) however many definitions read it (identical expressions are computed once).
+    """
+    names = ", ".join(bind(name, "String") for name in path)
+    return f"if({_kind(selector, bind)}, JSONExtractRaw({_column(selector)}, {names}), '')"
+
+
+# ---- comparisons ------------------------------------------------------------------------------
+
+
+def compare(raw: str, op: str, value: Scalar | None, bind: Binder) -> str:
+    """``raw op value`` where ``raw`` is a JSON-text expression, NULL when absent; never NULL itself."""
+    present = f"({raw} IS NOT NULL AND {raw} != 'null')"
+    if op == "exists":
+        return present if value is None else f"(NOT {present})"
+    assert value is not None
+    if isinstance(value, bool):
+        typed, extracted, bound = f"JSONType({raw}) = 'Bool'", f"JSONExtractBool({raw})", bind(value, "Bool")
+    elif isinstance(value, int | float):
+        typed = f"JSONType({raw}) IN {NUMBER_TYPES}"
+        extracted, bound = f"JSONExtractFloat({raw})", bind(float(value), "Float64")
+    else:
+        typed = f"JSONType({raw}) = 'String'"
+        extracted, bound = f"JSONExtractString({raw})", bind(value, "String")
+    if op == "contains":
+        text = f"(JSONType({raw}) = 'String' AND position(JSONExtractString({raw}), {bound}) > 0)"
+        items = f"JSONExtract(ifNull({raw}, ''), 'Array(String)')"
+        listed = f"(JSONType({raw}) = 'Array' AND has({items}, {bound}))"
+        return f"ifNull({present} AND ({text} OR {listed}), 0)"
+    if op == "neq":
+        return f"ifNull({present} AND NOT ({typed} AND {extracted} = {bound}), 0)"
+    return f"ifNull({present} AND {typed} AND {extracted} {COMPARISONS[op]} {bound}, 0)"

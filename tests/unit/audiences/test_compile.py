@@ -1,0 +1,81 @@
+"""Definitions become SQL made of fixed fragments: every value of a definition is a bound parameter."""
+
+from __future__ import annotations
+
+import re
+
+from feedhouse.audiences.compile import compile_definitions
+from feedhouse.audiences.definitions import AUDIENCE, TRAIT, Definition, parse_definition
+from feedhouse.audiences.queries import evaluation_sql
+
+HOSTILE = "x' OR 1=1) --; DROP TABLE events"
+
+
+def definitions() -> list[Definition]:
+    trait = parse_definition(
+        TRAIT,
+        {
+            "key": "spend",
+            "compute": {
+                "op": "sum",
+                "event": HOSTILE,
+                "property": "order.total",
+                "within_days": 30,
+                "where": [{"property": "note", "op": "contains", "value": HOSTILE}],
+            },
+        },
+    )
+    audience = parse_definition(
+        AUDIENCE,
+        {
+            "key": "big_spenders",
+            "when": {
+                "any": [
+                    {"trait": "spend", "op": "gt", "value": 100},
+                    {"trait": HOSTILE, "op": "eq", "value": HOSTILE},
+                    {"event": "Order Completed", "count": {"op": "gte", "value": 3}, "within_days": 7},
+                ]
+            },
+        },
+        computed_traits=frozenset({"spend"}),
+    )
+    return [trait, audience]
+
+
+def test_no_value_of_a_definition_appears_in_the_sql() -> None:
+    trait, audience = definitions()
+    program = compile_definitions([trait, audience], {"spend": trait})
+    for everything in (False, True):
+        sql = evaluation_sql(program, everything=everything)
+        for value in (HOSTILE, "order", "total", "note", "Order Completed", "100", "30"):
+            assert value not in sql, value
+    bound = [
+        v for value in program.parameters.values() for v in (value if isinstance(value, list) else [value])
+    ]
+    assert HOSTILE in bound
+    assert {"order", "total", "note", "Order Completed"} <= set(bound)
+    # Every placeholder in the SQL is either bound here or bound per run (the clock; the scope
+    # is a table).
+    placeholders = set(re.findall(r"\{(\w+):", evaluation_sql(program, everything=False)))
+    assert placeholders == set(program.parameters) | {"now_us"}
+
+
+def test_the_program_knows_what_to_read_and_which_windows_expire() -> None:
+    trait, audience = definitions()
+    program = compile_definitions([trait, audience], {"spend": trait})
+    assert [key for key, _ in program.outputs] == ["spend", "big_spenders"]
+    assert program.windows == (7, 30)
+    assert program.uses_properties and not program.uses_traits
+    # The identify trait test reads id states; the computed one is computed inline from events.
+    assert len(program.state_aggregates) == 1
+    # The audience reuses the trait's aggregates instead of computing them twice.
+    alone = compile_definitions([audience], {"spend": trait})
+    assert len(alone.event_aggregates) == len(program.event_aggregates)
+
+
+def test_identify_and_group_selectors_read_traits() -> None:
+    trait = parse_definition(
+        TRAIT, {"key": "last_plan", "compute": {"op": "last", "type": "identify", "property": "plan"}}
+    )
+    program = compile_definitions([trait], {})
+    assert program.uses_traits and not program.uses_properties
