@@ -406,6 +406,13 @@ class Evaluator:
         self.log.reset()
         self.cache.clear()
 
+    def forget_cached(self) -> None:
+        """People were deleted (``feedhouse.privacy`` removed their rows): nothing cached about
+        them may survive, or a person who comes back (``DELETE_ONLY``) would be compared with
+        their old values. Between passes; the numbering is read back too (its floor)."""
+        with self.lock:
+            self.discard()
+
     def _load_current(
         self, profiles: Sequence[str], computations: list[str]
     ) -> dict[str, dict[str, Current | None]]:

@@ -240,7 +240,20 @@ GROUP BY profile_id
     columns=CURRENT_COLUMNS,
 )
 
-MAX_SEQ_SQL = "SELECT max(seq) FROM computed_changes"
+# The newest seq ever numbered. Deleting a person (feedhouse.privacy) removes their changes from
+# the log, perhaps the newest ones, so the number reached is kept as a floor in evaluator_state
+# first: numbering never goes back (a reused seq would reuse an insert's deduplication token
+# too, and ClickHouse would drop the new rows as a repeat). Senders' heads read it as well.
+MAX_SEQ_SQL = """
+SELECT greatest(
+    (SELECT max(seq) FROM computed_changes),
+    (SELECT toUInt64(greatest(0, max(value))) FROM evaluator_state WHERE name = 'seq_floor')
+)
+"""
+KEEP_SEQ_FLOOR_SQL = f"""
+INSERT INTO evaluator_state (name, value, version)
+SELECT 'seq_floor', toInt64(({MAX_SEQ_SQL})), toUnixTimestamp64Micro(now64(6))
+"""
 
 IDENTIFIED_SQL = """
 SELECT DISTINCT person_key FROM events WHERE person_key IN {ids:Array(String)} AND user_id = person_key

@@ -31,6 +31,8 @@ from feedhouse.clickhouse.client import close_clients, database_for, get_client
 from feedhouse.clickhouse.migrate import migrate
 from feedhouse.consume import BatchConsumer
 from feedhouse.kafka import ensure_topics
+from feedhouse.privacy.deletions import DeletedIds
+from feedhouse.privacy.executor import SECOND_PASS_SECONDS
 from feedhouse.retry import Abandoned
 from feedhouse.settings import Settings
 
@@ -70,7 +72,15 @@ class AudienceService:
         )
         stage.pace = self.consumer.set_batch_seconds
         self.dispatcher = Dispatcher(settings, stop)
+        # Deleted people: the cache forgets them at once, and again once the regulation
+        # executor's second pass removed what was in flight (a pass may have cached it).
+        self.deleted = DeletedIds(settings, on_change=self._people_deleted)
+        self._forget_again_at: float | None = None
         self.threads: list[threading.Thread] = []
+
+    def _people_deleted(self) -> None:
+        self.evaluator.forget_cached()
+        self._forget_again_at = time.monotonic() + SECOND_PASS_SECONDS + 5.0
 
     def _wait(self, seconds: float) -> bool:
         return not self.stop.wait(seconds)
@@ -78,6 +88,7 @@ class AudienceService:
     def start(self) -> AudienceService:
         # Definitions first: a batch consumed before them would skip the live definitions.
         self.evaluator.refresh(self._wait)
+        self.deleted.start()
         for name, target in (
             ("audiences-consumer", self._consume),
             ("audiences-ticker", self._tick),
@@ -93,6 +104,7 @@ class AudienceService:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
+        self.deleted.stop()
 
     def _consume(self) -> None:
         try:
@@ -110,6 +122,9 @@ class AudienceService:
                     self.evaluator.refresh(self._wait)
                     refreshed = now
                 self.evaluator.apply_finished(self._wait)
+                if self._forget_again_at is not None and now >= self._forget_again_at:
+                    self._forget_again_at = None
+                    self.evaluator.forget_cached()
                 if now - expired >= self.settings.audiences_expiry_seconds:
                     self.evaluator.expire(self._wait)
                     expired = now

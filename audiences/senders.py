@@ -25,9 +25,10 @@ from clickhouse_connect.driver.client import Client
 from feedhouse import metrics
 from feedhouse.audiences.delivery import Deliverer
 from feedhouse.audiences.messages import LOGGED_COLUMNS, LoggedChange, messages_for
+from feedhouse.audiences.queries import MAX_SEQ_SQL
 from feedhouse.audiences.store import Cursor, Store, StoredDestination, now_micros
 from feedhouse.clickhouse.client import get_client
-from feedhouse.read.sql import compose, rows
+from feedhouse.read.sql import compose, one, rows
 from feedhouse.retry import Abandoned
 from feedhouse.settings import Settings
 
@@ -60,7 +61,6 @@ ORDER BY profile_id
 """,
     columns=LOGGED_COLUMNS,
 )
-HEAD_SQL = "SELECT seq FROM computed_changes ORDER BY seq DESC LIMIT 1"
 
 
 class Sender:
@@ -106,8 +106,7 @@ class Sender:
             log.info("sender stopped", extra={"destination": key})
 
     def head(self) -> int:
-        found = rows(self.client, HEAD_SQL)
-        return int(found[0][0]) if found else 0
+        return int(one(self.client, MAX_SEQ_SQL)[0] or 0)
 
     def initial_sync(self) -> None:
         """Every current member / value (as of the newest change), then the cursor moves there."""

@@ -27,6 +27,7 @@ from feedhouse.audiences.definitions import (
     fingerprint,
     parse_definition,
 )
+from feedhouse.audiences.queries import MAX_SEQ_SQL
 from feedhouse.read.sql import one, rows
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,6 @@ FROM destination_cursors
 WHERE destination_id = {destination:String}
 HAVING count() > 0
 """
-HEAD_SQL = "SELECT max(seq), count() FROM computed_changes"
 EVALUATOR_STATE_SQL = """
 SELECT argMax(value, version) FROM evaluator_state WHERE name = {name:String} HAVING count() > 0
 """
@@ -347,8 +347,7 @@ class Store:
 
     def head(self) -> int:
         """The newest change's seq (0 when there is none)."""
-        newest, count = one(self.client, HEAD_SQL)
-        return int(newest) if count else 0
+        return int(one(self.client, MAX_SEQ_SQL)[0] or 0)
 
     # ---- evaluator state ------------------------------------------------------------------
 

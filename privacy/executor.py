@@ -33,6 +33,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import KafkaException, Producer
 
+from feedhouse.audiences.queries import KEEP_SEQ_FLOOR_SQL
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.kafka import producer_config
 from feedhouse.privacy.deletions import DeletedIds
@@ -75,6 +76,11 @@ SELECT
     (SELECT count() FROM id_state WHERE id IN {ids:Array(String)}),
     (SELECT uniqExact(id) FROM id_mapping WHERE id IN {ids:Array(String)})
 """
+COUNT_COMPUTED_SQL = """
+SELECT count() FROM computed_changes
+WHERE profile_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)}
+    OR anonymous_id IN {ids:Array(String)}
+"""
 
 PENDING_SQL = """
 SELECT id, toUnixTimestamp64Micro(current.1), current.2, current.4
@@ -89,6 +95,10 @@ WHERE current.3 IS NULL
 
 _MAPPED = "(id IN {ids:Array(String)} OR profile_id IN {ids:Array(String)}) AND updated_at <= {at}"
 _ID_STATE = "id IN {ids:Array(String)} AND updated_at <= {at}"
+_COMPUTED = (
+    "(profile_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)}"
+    " OR anonymous_id IN {ids:Array(String)}) AND ({forever:UInt8} = 1 OR changed_at <= {at})"
+)
 _EVENT_ROWS = (
     "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR timestamp <= {at} OR received_at <= {at})"
 )
@@ -123,6 +133,11 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ("id_state_by_group", _ID_STATE, "lightweight"),
     ("id_state_by_trait", _ID_STATE, "lightweight"),
     ("id_state_by_audience", _ID_STATE, "lightweight"),
+    # Audiences and computed traits: values, membership history, and the messages still queued
+    # for destinations (a sender delivers the log's rows after its cursor: masked ones never go).
+    ("computed_changes", _COMPUTED, "lightweight"),
+    ("computed_current", _COMPUTED, "lightweight"),
+    ("computed_by_profile", _COMPUTED, "lightweight"),
 )
 # Rows derived from what was deleted can still be in flight when the deletion starts (a sink
 # batch, a command an identity agent is applying): the masks run again this long after.
@@ -226,6 +241,12 @@ class Executor:
             [[i, regulation.id, at, 1 if forever else 0, None, at] for i in ids],
             column_names=["id", "regulation_id", "deleted_at", "forever", "purged_at", "version"],
         )
+        tables = self._existing_tables()
+        changes = 0
+        if "computed_changes" in tables:
+            changes = int(rows(self.client, COUNT_COMPUTED_SQL, ids=ids)[0][0])
+        if "evaluator_state" in tables:
+            self.client.command(KEEP_SEQ_FLOOR_SQL)  # the change log's numbering never goes back
         # ...the identity agents forget them...
         self.forget(ids, regulation.id, at)
         # ...and their rows disappear from every answer now, and again once what was in flight
@@ -233,7 +254,12 @@ class Executor:
         self.mask(ids, at, forever)
         with self._lock:
             self._second_passes.append((time.monotonic() + SECOND_PASS_SECONDS, ids, at, forever))
-        return {"events": int(events), "id_states": int(states), "mapped_ids": int(mapped)}
+        return {
+            "events": int(events),
+            "id_states": int(states),
+            "mapped_ids": int(mapped),
+            "computed_changes": changes,
+        }
 
     def mask(self, ids: list[str], at: int, forever: bool) -> None:
         """Remove every row of ``ids`` from every answer (idempotent)."""

@@ -14,6 +14,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, TopicPartition
 
+from feedhouse.audiences.definitions import AUDIENCE, TRAIT
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.kafka import consumer_config
 from feedhouse.privacy.deletions import DeletedIds
@@ -22,6 +23,7 @@ from feedhouse.privacy.log import RegulationLog
 from feedhouse.privacy.regulations import Regulation, parse_request
 from feedhouse.settings import Settings
 from tests.conftest import ReadApi
+from tests.support.audiences import Harness
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000_000
@@ -219,3 +221,39 @@ def test_delete_only_keeps_what_the_person_does_afterwards(
     ]
     assert done.counts["events"] == 5
     assert read_api.get(f"/v1/profiles/{bob[0]}").status_code == 200
+
+
+def test_deletion_removes_computed_values_membership_history_and_queued_messages(
+    read_api: ReadApi, clickhouse: Client, executor: Executor
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = people(read_api, tag)
+    harness = Harness(clickhouse, time.time_ns() // 1000)
+    harness.define(TRAIT, {"key": f"paid_{tag}", "compute": {"op": "count", "event": "Paid"}})
+    harness.define(AUDIENCE, {"key": f"pros_{tag}", "when": {"trait": "plan", "op": "eq", "value": "pro"}})
+    harness.backfill_all()
+    assert harness.values(f"pros_{tag}") == {ann[2]: True, bob[0]: True}
+    ids = {"ids": ann}
+    person_rows = (
+        "SELECT count() FROM {table:Identifier} WHERE profile_id IN {ids:Array(String)}"
+        " OR user_id IN {ids:Array(String)} OR anonymous_id IN {ids:Array(String)}"
+    )
+    tables = ("computed_changes", "computed_current", "computed_by_profile")
+    before = {table: scalar(clickhouse, person_rows, table=table, **ids) for table in tables}
+    assert all(before.values()), before
+    # No destination has received any of it yet: her changes are queued messages too.
+    newest = scalar(clickhouse, "SELECT max(seq) FROM computed_changes")
+    assert newest >= 3
+
+    done = regulate(executor, "DELETE_ONLY", [ann[0]])
+    assert done.counts["computed_changes"] == before["computed_changes"], done.counts
+    after = {table: scalar(clickhouse, person_rows, table=table, **ids) for table in tables}
+    assert after == dict.fromkeys(tables, 0), f"rows of the deleted person left: {after}"
+    assert harness.values(f"pros_{tag}") == {bob[0]: True}
+    members = read_api.get(f"/v1/audiences/pros_{tag}/members", computedBy="feedhouse").json()
+    assert (members["members"], members["size"]) == ([bob[0]], 1), members
+    # The log's numbering goes on past the removed changes (a sender never sees a seq twice).
+    floor = "SELECT max(value) FROM evaluator_state WHERE name = 'seq_floor'"
+    assert scalar(clickhouse, floor) == newest
+    harness.evaluator.forget_cached()
+    assert harness.evaluator.log.next_seq() == newest + 1
