@@ -171,13 +171,13 @@ class AudienceService:
 
 def start_embedded(settings: Settings, stop: threading.Event) -> AudienceService:
     """Migrate, then run the evaluator and senders as threads of this process until ``stop``."""
-    migrate(get_client(settings), database_for(settings))
+    migrate(get_client(settings), database_for(settings), cluster=settings.clickhouse_cluster)
     return AudienceService(settings, stop).start()
 
 
 def run_standalone(settings: Settings) -> int:
     """``feedhouse audiences``: migrate, serve /metrics, run until SIGTERM/SIGINT."""
-    migrate(get_client(settings), database_for(settings))
+    migrate(get_client(settings), database_for(settings), cluster=settings.clickhouse_cluster)
     ensure_topics(settings)
     server, _ = start_http_server(settings.metrics_port, addr=settings.http_host)
     print(

@@ -67,6 +67,13 @@ def get_client(settings: Settings, purpose: str = "shared") -> Client:
         if client is None:
             client = _connect(url)
             client.database = database_for(settings)
+            if settings.clickhouse_cluster:
+                # Joins of two sharded tables (ids resolved through id_mapping) read the right
+                # side from every shard once, not once per shard (docs/scaling.md).
+                client.set_client_setting("distributed_product_mode", "global")
+                # An insert returns once its rows are on their shards (not queued on this
+                # server): the sink commits its offsets after it, so the rows must be there.
+                client.set_client_setting("distributed_foreground_insert", 1)
             _clients[key] = client
         return client
 

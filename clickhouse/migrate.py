@@ -21,6 +21,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.clickhouse.client import check_identifier
+from feedhouse.clickhouse.cluster import for_cluster
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PLACEHOLDER = "${db}"
@@ -137,8 +138,14 @@ def pending(client: Client, database: str, migrations: list[Migration] | None = 
     return [m for m in (migrations if migrations is not None else discover()) if m.version not in done]
 
 
-def migrate(client: Client, database: str, migrations: list[Migration] | None = None) -> list[Migration]:
-    """Apply every pending migration in order; returns those applied now (empty when up to date)."""
+def migrate(
+    client: Client, database: str, migrations: list[Migration] | None = None, *, cluster: str = ""
+) -> list[Migration]:
+    """Apply every pending migration in order; returns those applied now (empty when up to date).
+
+    With ``cluster``, each statement is rewritten for that ClickHouse cluster first
+    (``feedhouse.clickhouse.cluster``)."""
+    _ensure_bookkeeping(client, database, cluster)
     known = migrations if migrations is not None else discover()
     done = applied_versions(client, database)
     for migration in known:
@@ -150,14 +157,19 @@ def migrate(client: Client, database: str, migrations: list[Migration] | None = 
             )
     todo = [m for m in known if m.version not in done]
     for migration in todo:
-        _run(client, migration.up, database)
+        _run(client, migration.up, database, cluster)
         _record(client, database, migration, applied=True)
         log.info("migration applied", extra={"migration": migration.label, "database": database})
     return todo
 
 
 def rollback(
-    client: Client, database: str, steps: int, migrations: list[Migration] | None = None
+    client: Client,
+    database: str,
+    steps: int,
+    migrations: list[Migration] | None = None,
+    *,
+    cluster: str = "",
 ) -> list[Migration]:
     """Revert the last ``steps`` applied migrations with their down files; returns them, newest first."""
     if steps < 1:
@@ -172,34 +184,41 @@ def rollback(
         targets.append(migration)
     for migration in targets:
         assert migration.down is not None
-        _run(client, migration.down, database)
+        _run(client, migration.down, database, cluster)
         _record(client, database, migration, applied=False)
         log.info("migration reverted", extra={"migration": migration.label, "database": database})
     return targets
 
 
-def _ensure_bookkeeping(client: Client, database: str) -> None:
-    client.command(render("CREATE DATABASE IF NOT EXISTS ${db}", database), use_database=False)
-    client.command(
-        render(
-            """CREATE TABLE IF NOT EXISTS ${db}.schema_migrations
-            (
-                version UInt32,
-                name String,
-                checksum String,
-                applied UInt8,
-                changed_at DateTime64(6, 'UTC')
-            )
-            ENGINE = ReplacingMergeTree(changed_at)
-            ORDER BY version""",
-            database,
-        ),
-        use_database=False,
+def _ensure_bookkeeping(client: Client, database: str, cluster: str = "") -> None:
+    _run(client, "CREATE DATABASE IF NOT EXISTS ${db}", database, cluster)
+    _run(
+        client,
+        """CREATE TABLE IF NOT EXISTS ${db}.schema_migrations
+        (
+            version UInt32,
+            name String,
+            checksum String,
+            applied UInt8,
+            changed_at DateTime64(6, 'UTC')
+        )
+        ENGINE = ReplacingMergeTree(changed_at)
+        ORDER BY version""",
+        database,
+        cluster,
     )
 
 
-def _run(client: Client, sql: str, database: str) -> None:
-    for statement in split_statements(render(sql, database)):
+def statements(sql: str, database: str, cluster: str = "") -> list[str]:
+    """What running ``sql`` on ``database`` executes: rendered, split, rewritten for ``cluster``."""
+    rendered = split_statements(render(sql, database))
+    if not cluster:
+        return rendered
+    return [out for statement in rendered for out in for_cluster(statement, cluster)]
+
+
+def _run(client: Client, sql: str, database: str, cluster: str = "") -> None:
+    for statement in statements(sql, database, cluster):
         client.command(statement, use_database=False)
 
 
@@ -212,10 +231,10 @@ def _record(client: Client, database: str, migration: Migration, *, applied: boo
     )
 
 
-def prepare(client: Client, database: str, retention_days: int) -> list[Migration]:
+def prepare(client: Client, database: str, retention_days: int, cluster: str = "") -> list[Migration]:
     """What every process that owns the schema does at start: migrate, then apply retention."""
     from feedhouse.clickhouse.retention import apply_retention
 
-    done = migrate(client, database)
-    apply_retention(client, database, retention_days)
+    done = migrate(client, database, cluster=cluster)
+    apply_retention(client, database, retention_days, cluster)
     return done

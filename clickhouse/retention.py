@@ -16,6 +16,7 @@ import logging
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.clickhouse.client import check_identifier
+from feedhouse.clickhouse.cluster import local_statement
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ RETAINED: dict[str, str] = {
 }
 
 
-def apply_retention(client: Client, database: str, days: int) -> list[str]:
+def apply_retention(client: Client, database: str, days: int, cluster: str = "") -> list[str]:
     """Set (or, with 0, remove) the TTL of every retained table that exists; returns them."""
     if days < 0:
         raise ValueError("retention must be 0 (keep forever) or a number of days")
@@ -41,6 +42,10 @@ def apply_retention(client: Client, database: str, days: int) -> list[str]:
         ).result_rows
     }
     changed = []
+
+    def alter(statement: str) -> None:
+        client.command(local_statement(statement, cluster) if cluster else statement)
+
     for table, column in RETAINED.items():
         ddl = existing.get(table)
         if ddl is None:
@@ -49,12 +54,12 @@ def apply_retention(client: Client, database: str, days: int) -> list[str]:
             # An integer from the settings (validated above), never request data: DDL takes no
             # query parameters.
             name = f"`{database}`.`{table}`"
-            client.command(f"ALTER TABLE {name} MODIFY SETTING ttl_only_drop_parts = 1")
+            alter(f"ALTER TABLE {name} MODIFY SETTING ttl_only_drop_parts = 1")
             expires = f"toDateTime({column}) + INTERVAL {int(days)} DAY"
-            client.command(f"ALTER TABLE {name} MODIFY TTL {expires} DELETE")
+            alter(f"ALTER TABLE {name} MODIFY TTL {expires} DELETE")
             changed.append(table)
         elif " TTL " in ddl:
-            client.command(f"ALTER TABLE `{database}`.`{table}` REMOVE TTL")
+            alter(f"ALTER TABLE `{database}`.`{table}` REMOVE TTL")
             changed.append(table)
     if changed:
         log.info("retention applied", extra={"days": days, "tables": changed})

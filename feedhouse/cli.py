@@ -79,10 +79,10 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         client = get_client(current)
         if args.down:
-            done = rollback(client, database, args.down)
+            done = rollback(client, database, args.down, cluster=current.clickhouse_cluster)
             print(f"reverted {len(done)} migration(s) in {database}: {[m.label for m in done]}", flush=True)
         else:
-            done = prepare(client, database, current.retention_days)
+            done = prepare(client, database, current.retention_days, current.clickhouse_cluster)
             print(f"applied {len(done)} migration(s) to {database}: {[m.label for m in done]}", flush=True)
     except MigrationError as exc:
         print(f"feedhouse migrate: {exc}", file=sys.stderr)

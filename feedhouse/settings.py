@@ -77,6 +77,7 @@ class Settings:
     # Storage
     clickhouse_url: str = ""
     clickhouse_database: str = "feedhouse"
+    clickhouse_cluster: str = ""
     data_dir: Path = Path(".feedhouse")
     kafka_port: int = 9092
     broker_storage: str = "disk"
@@ -227,6 +228,12 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         str,
         "Database holding Feedhouse's tables (created by `feedhouse migrate`).",
     ),
+    "FEEDHOUSE_CLICKHOUSE_CLUSTER": (
+        "clickhouse_cluster",
+        str,
+        "A ClickHouse server's cluster (remote_servers) to shard and replicate the tables over:"
+        " docs/scaling.md. Empty: one server (or chDB).",
+    ),
     "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
     "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
     "FEEDHOUSE_BROKER_STORAGE": (
@@ -367,6 +374,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("FEEDHOUSE_SESSION_HOURS must be more than 0 and at most 744 (31 days)")
     if not settings.space_id or "/" in settings.space_id:
         raise SettingsError("FEEDHOUSE_SPACE_ID must be a non-empty path segment")
+    if settings.clickhouse_cluster and not settings.clickhouse_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            "FEEDHOUSE_CLICKHOUSE_CLUSTER needs a ClickHouse server (FEEDHOUSE_CLICKHOUSE_URL=http...)"
+        )
     if settings.max_event_bytes > settings.max_request_bytes:
         raise SettingsError("FEEDHOUSE_MAX_EVENT_BYTES cannot exceed FEEDHOUSE_MAX_REQUEST_BYTES")
     if settings.embedded_sink and settings.http_workers > 1:

@@ -35,6 +35,7 @@ from confluent_kafka import KafkaException, Producer
 
 from feedhouse.audiences.queries import KEEP_SEQ_FLOOR_SQL
 from feedhouse.avro.codec import AvroCodec
+from feedhouse.clickhouse.cluster import local_statement
 from feedhouse.kafka import producer_config
 from feedhouse.privacy.deletions import DeletedIds
 from feedhouse.privacy.log import RegulationLog
@@ -273,10 +274,15 @@ class Executor:
             else:
                 statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 2}
             self.client.command(
-                statement,
+                self._on_shards(statement),
                 parameters={"ids": ids, "at_micros": at, "forever": 1 if forever else 0},
                 settings=settings,
             )
+
+    def _on_shards(self, statement: str) -> str:
+        """In cluster mode, deletes and mutations address every shard's replicated tables."""
+        cluster = self.settings.clickhouse_cluster
+        return local_statement(statement, cluster) if cluster else statement
 
     def _existing_tables(self) -> set[str]:
         statement = "SELECT name FROM system.tables WHERE database = currentDatabase()"
@@ -370,7 +376,9 @@ class Executor:
         # Masked rows are physically removed by rewriting only the parts that hold them.
         for table, _, how in MASKS:
             if table in tables and how == "lightweight":
-                self.client.command(f"ALTER TABLE {table} APPLY DELETED MASK", settings={"mutations_sync": 2})
+                self.client.command(
+                    self._on_shards(f"ALTER TABLE {table} APPLY DELETED MASK"), settings={"mutations_sync": 2}
+                )
         done = now_micros()
         self.client.insert(
             "deleted_ids",

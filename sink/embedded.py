@@ -33,7 +33,12 @@ class EmbeddedSink:
 
     def start(self) -> EmbeddedSink:
         if self.apply_migrations:
-            prepare(get_client(self.settings), database_for(self.settings), self.settings.retention_days)
+            prepare(
+                get_client(self.settings),
+                database_for(self.settings),
+                self.settings.retention_days,
+                self.settings.clickhouse_cluster,
+            )
         self.sink = Sink(self.settings)
         self.thread.start()
         return self

@@ -27,7 +27,7 @@ def run_standalone(settings: Settings, *, apply_migrations: bool = True) -> int:
     database = database_for(settings)
     client = get_client(settings)
     if apply_migrations:
-        applied = prepare(client, database, settings.retention_days)
+        applied = prepare(client, database, settings.retention_days, settings.clickhouse_cluster)
         if applied:
             log.info("migrations applied", extra={"migrations": [m.label for m in applied]})
     else:
