@@ -101,3 +101,65 @@ class EventPrefixDecoder:
             if index == 1 and record["type"] in _FULL_TYPES:
                 end = len(layout)
         return record
+
+
+# What the sink needs of every event without decoding the rest: the ids (its person key, the
+# deleted-people rule) and the times (its range check, the deletion cut-off), in schema order.
+SCAN_FIELDS = ("userId", "anonymousId", "previousId", "timestamp", "receivedAt")
+
+
+class EventScanner:
+    """Reads :data:`SCAN_FIELDS` of an event record of the newest version, skipping every other
+    field without decoding it (the strings before them are only stepped over)."""
+
+    def __init__(self, codec: AvroCodec | None = None) -> None:
+        self.codec = codec or AvroCodec("event")
+        layout = prefix_layout(self.codec.raw_schema, last=SCAN_FIELDS[-1])
+        found = tuple(name for name, _ in layout if name in SCAN_FIELDS)
+        if found != SCAN_FIELDS:
+            raise ValueError(f"the event schema holds {found}, not {SCAN_FIELDS}, in that order")
+        self._plan = tuple((nullable, name in SCAN_FIELDS) for name, nullable in layout)
+        self.header = MARKER + self.codec.fingerprint
+
+    def scan(self, data: bytes) -> list[Any]:
+        """``[userId, anonymousId, previousId, timestamp, receivedAt]`` of a record whose header
+        is :attr:`header` (the caller checks it); raises :class:`AvroDecodeError` when corrupt."""
+        try:
+            return self._scan(data)
+        except (IndexError, UnicodeDecodeError, FlatDecodeError) as exc:
+            raise AvroDecodeError(f"corrupt event record: {exc!r}") from exc
+
+    def _scan(self, data: bytes) -> list[Any]:
+        values: list[Any] = []
+        pos = HEADER_SIZE
+        size = len(data)
+        for nullable, wanted in self._plan:
+            if nullable is None:
+                value, pos = read_long(data, pos)
+                if wanted:
+                    values.append(value)
+                continue
+            if nullable:
+                branch = data[pos]
+                pos += 1
+                if branch == 0:
+                    if wanted:
+                        values.append(None)
+                    continue
+                if branch != 2:
+                    raise AvroDecodeError("bad union branch")
+            byte = data[pos]
+            if byte < 0x80:
+                if byte & 1:
+                    raise AvroDecodeError("negative string length")
+                length = byte >> 1
+                pos += 1
+            else:
+                length, pos = read_long(data, pos)
+            end = pos + length
+            if length < 0 or end > size:
+                raise AvroDecodeError("bad string length")
+            if wanted:
+                values.append(data[pos:end].decode())
+            pos = end
+        return values

@@ -18,7 +18,7 @@ _PRIMITIVES = frozenset({"string", "int", "long", "boolean"})
 _SMALL = [bytes([n << 1]) for n in range(64)]
 
 
-def _varint(value: int) -> bytes:
+def write_long(value: int) -> bytes:
     """Avro long: zig-zag, then base-128 little-endian varint."""
     if 0 <= value < 64:
         return _SMALL[value]
@@ -81,20 +81,20 @@ def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
                 raise ValueError(f"field {name} is not nullable")
             if kind == "string":
                 data = value.encode()
-                append(_varint(len(data)))
+                append(write_long(len(data)))
                 append(data)
             elif kind == "boolean":
                 append(b"\x01" if value else b"\x00")
             elif kind == "array<string>":
                 if value:
-                    append(_varint(len(value)))
+                    append(write_long(len(value)))
                     for item in value:
                         data = item.encode()
-                        append(_varint(len(data)))
+                        append(write_long(len(data)))
                         append(data)
                 append(b"\x00")
             else:  # int / long
-                append(_varint(int(value)))
+                append(write_long(int(value)))
         return b"".join(parts)
 
     return write

@@ -151,6 +151,25 @@ class Table:
         builder: RowBuilder = names["build"]
         return builder
 
+    def container_schema(self) -> dict[str, Any]:
+        """The Avro schema of this table's rows as the sink hands them to ClickHouse: the topic's
+        fields in order, named as their columns (Avro binary is positional, so a datum of the
+        topic's schema is a datum of this one), times as ``timestamp-micros`` (DateTime64(6)),
+        then the derived columns as strings appended to each datum."""
+        avro_types = {"string": "string", "long": "long", "int": "int", "boolean": "boolean"}
+        fields: list[dict[str, Any]] = []
+        for column in self.columns:
+            kind: Any
+            if column.kind == "time":
+                kind = {"type": "long", "logicalType": "timestamp-micros"}
+            elif column.kind == "array<string>":
+                kind = {"type": "array", "items": "string"}
+            else:
+                kind = avro_types[column.kind]
+            nullable = column.nullable and column.field is not None
+            fields.append({"name": column.name, "type": ["null", kind] if nullable else kind})
+        return {"type": "record", "name": f"{self.name}_row", "fields": fields}
+
 
 def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
     code = getattr(function, "__code__", None)

@@ -19,11 +19,12 @@ from confluent_kafka import Message
 
 from feedhouse import metrics
 from feedhouse.clickhouse.client import database_for, get_client
-from feedhouse.clickhouse.tables import Row
+from feedhouse.clickhouse.tables import EVENTS, Row
 from feedhouse.consume import Batch, BatchConsumer
 from feedhouse.privacy.deletions import DeletedIds
 from feedhouse.retry import Backoff, Wait
 from feedhouse.settings import Settings
+from feedhouse.sink.datums import EventDatums
 from feedhouse.sink.routes import Route, routes
 from feedhouse.sink.writer import TableWriter
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 class TableRows:
     """The rows of one table in a batch, each with the message it came from (for dead letters)."""
 
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row | bytes] = field(default_factory=list)  # bytes: Avro datums (events)
     sources: list[Message] = field(default_factory=list)
 
 
@@ -51,8 +52,8 @@ Tables = dict[str, TableRows]
 
 # Per table: the fields holding person ids, and the times a deletion is compared with
 # (privacy.deletions.dropped): an event's timestamp and receipt, an identity record's update.
+# (Events: the scanner's fields, ``feedhouse.avro.event_prefix.SCAN_FIELDS``.)
 PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
-    "events": (("userId", "anonymousId", "previousId"), "timestamp", "receivedAt"),
     "id_mapping": (("id", "profileId"), "updatedAt", None),
     "id_state": (("id",), "updatedAt", None),
 }
@@ -70,6 +71,8 @@ class SinkStage:
     ) -> None:
         self.deleted = deleted
         self.routes: dict[str, Route] = routes(settings)
+        # Events, the bulk of every batch, go to ClickHouse as the Avro datums they are.
+        self.events = EventDatums(settings.placeholder_ids)
         database = database_for(settings)
         self.writers = {
             route.table.name: TableWriter(
@@ -79,6 +82,7 @@ class SinkStage:
                 route.table.column_names,
                 settings=TABLE_SETTINGS.get(route.table.name),
                 backoff=backoff,
+                container=self.events.container if route.table is EVENTS else None,
             )
             for route in self.routes.values()
         }
@@ -89,6 +93,9 @@ class SinkStage:
     def add(self, message: Message, batch: Batch[Tables]) -> None:
         route = self.routes.get(message.topic() or "")
         if route is None:
+            return
+        if route.table is EVENTS:
+            self._add_event(message, batch)
             return
         try:
             record = route.codec.decode(message.value() or b"")
@@ -103,9 +110,24 @@ class SinkStage:
         except Exception as exc:  # a record that decodes but cannot become a row
             batch.reject(message, f"process: {type(exc).__name__}: {exc}")
             return
-        rows = batch.payload.get(route.table.name)
+        self._append(batch, route.table.name, row, message)
+
+    def _add_event(self, message: Message, batch: Batch[Tables]) -> None:
+        try:
+            datum, fields = self.events.datum(message.value() or b"")
+        except Exception as exc:  # AvroDecodeError, and anything a corrupt body provokes
+            batch.reject(message, f"decode: {exc}")
+            return
+        if self.deleted is not None and self.deleted.drops_event(fields[:3], fields[3], fields[4]):
+            metrics.child(metrics.DELETED_DROPPED, "sink").inc()
+            return
+        self._append(batch, EVENTS.name, datum, message)
+
+    @staticmethod
+    def _append(batch: Batch[Tables], table: str, row: Row | bytes, message: Message) -> None:
+        rows = batch.payload.get(table)
         if rows is None:
-            rows = batch.payload[route.table.name] = TableRows()
+            rows = batch.payload[table] = TableRows()
         rows.rows.append(row)
         rows.sources.append(message)
 

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.clickhouse.client import database_for
+from feedhouse.clickhouse.tables import MAX_MICROS, MIN_MICROS
 from feedhouse.kafka import consumer_config, producer_config
 from feedhouse.settings import Settings
 from feedhouse.sink.consumer import Sink
@@ -478,3 +479,46 @@ def test_embedded_sink_migrates_and_runs_on_a_thread(settings: Settings, ch_clie
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert all_committed(current, f"{current.topic_prefix}sink", current.topic("events"))
+
+
+def test_an_event_whose_tail_clickhouse_cannot_read_is_isolated_and_dead_lettered(
+    settings: Settings, clickhouse: Client
+) -> None:
+    # Python reads only an event's ids and times; ClickHouse decodes the rest. A record whose
+    # later fields are broken passes the first and is refused by the second: it alone goes to
+    # the dead-letter topic, the rows around it are stored.
+    current = fast(settings)
+    topics = Topics(current)
+    codec = topics.codecs["events"]
+    broken = codec.encode(event(999, messageId="broken"))[:-4]
+    topics.send("events", [event(i) for i in range(10)], key_field="userId")
+    topics.send_raw("events", broken, partition=0)
+    topics.send("events", [event(i) for i in range(10, 20)], key_field="userId")
+    with running_sink(current) as sink:
+        wait_until(lambda: drained(current, sink.group_id, ("events",)))
+        [(value, headers)] = read_dead_letters(current, 1)
+    assert scalar(clickhouse, "SELECT count() FROM events") == 20
+    assert value == broken
+    assert headers["feedhouse.error"].startswith("insert:"), headers["feedhouse.error"]
+
+
+def test_event_times_outside_datetime64_are_stored_clamped(settings: Settings, clickhouse: Client) -> None:
+    current = fast(settings)
+    topics = Topics(current)
+    topics.send(
+        "events",
+        [event(1, timestamp=-(10**17)), event(2, receivedAt=10**17), event(3)],
+        key_field="userId",
+    )
+    with running_sink(current) as sink:
+        wait_until(lambda: drained(current, sink.group_id, ("events",)))
+    found = clickhouse.query(
+        "SELECT message_id, toUnixTimestamp64Micro(timestamp), toUnixTimestamp64Micro(received_at)"
+        " FROM events"
+    ).result_rows
+    stored = {str(message): (int(timestamp), int(received)) for message, timestamp, received in found}
+    assert stored == {
+        "m-1": (MIN_MICROS, T0 + 1 + 1000),
+        "m-2": (T0 + 2, MAX_MICROS),
+        "m-3": (T0 + 3, T0 + 3 + 1000),
+    }

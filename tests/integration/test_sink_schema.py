@@ -8,10 +8,12 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from feedhouse.avro.codec import AvroCodec
 from feedhouse.clickhouse import tables
 from feedhouse.clickhouse.client import database_for
 from feedhouse.ids import DEFAULT_PLACEHOLDERS
 from feedhouse.settings import Settings
+from feedhouse.sink.datums import EventDatums
 from feedhouse.sink.writer import TableWriter
 
 pytestmark = pytest.mark.integration
@@ -94,6 +96,31 @@ def test_a_retried_insert_with_the_same_token_is_applied_once(clickhouse: Client
     assert events.write(batch, "token-2", never_wait) == []  # a replay in another batch shape
     assert rows(clickhouse, "SELECT count() FROM events") == [(20,)]
     assert rows(clickhouse, "SELECT count() FROM events FINAL") == [(10,)]
+
+
+def test_a_retried_container_of_datums_is_applied_once(
+    clickhouse: Client, settings: Settings
+) -> None:
+    # The sink's path for events: Avro datums in a container, decoded by ClickHouse; the same
+    # token drops a repeat in events (the lookup tables its views fill collapse it by key).
+    datums = EventDatums(DEFAULT_PLACEHOLDERS)
+    codec = AvroCodec("event")
+    records = [
+        {field["name"]: None for field in codec.raw_schema["fields"]}
+        | {"type": "page", "messageId": f"p-{i}", "anonymousId": "a", "timestamp": T0 + i, "receivedAt": T0}
+        | {"sourceId": "s", "name": "Home"}
+        for i in range(10)
+    ]
+    batch = [datums.datum(codec.encode(record))[0] for record in records]
+    events = TableWriter(
+        clickhouse, database_for(settings), "events", tables.EVENTS.column_names, container=datums.container
+    )
+    assert events.write(batch, "token-1", never_wait) == []
+    assert events.write(batch, "token-1", never_wait) == []
+    assert rows(clickhouse, "SELECT count() FROM events") == [(10,)]
+    for table in ("events_by_person_time", "events_by_time"):
+        assert rows(clickhouse, f"SELECT count() FROM {table} FINAL") == [(10,)], table
+    assert rows(clickhouse, "SELECT DISTINCT person_key, name FROM events") == [("a", "Home")]
 
 
 def test_ids_of_a_profile_come_from_the_lookup_verified_against_the_mapping(

@@ -30,6 +30,8 @@ from feedhouse.sink.writer import Abandoned, Backoff, TableWriter, is_row_error
         (DatabaseError("Too many parts", code=252), False),
         (DatabaseError("Memory limit", code=241), False),
         (DatabaseError("no code"), False),
+        (DatabaseError("std::exception. type: avro::Exception, negative length", code=1001), True),
+        (DatabaseError("std::exception. type: std::bad_alloc", code=1001), False),
         (OperationalError("connection refused"), False),
         (RuntimeError("anything else"), False),
     ],
