@@ -26,9 +26,11 @@ BENCHMARKS: tuple[tuple[str, str, float], ...] = (
     ("sink", "bench.sink_throughput", 300),
     ("gateway", "bench.gateway_throughput", 300),
     ("identity", "bench.identity_throughput", 420),
+    ("identity_graph", "bench.identity_graph", 300),
     ("end_to_end", "bench.end_to_end", 480),
     ("persistence", "bench.persistence", 900),
     ("read_api", "bench.read_api", 1200),
+    ("privacy", "bench.privacy", 1200),
     ("audience_backfill", "bench.audience_backfill", 900),
     ("audience_freshness", "bench.audience_freshness", 900),
 )

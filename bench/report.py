@@ -24,10 +24,12 @@ from bench.common import RESULTS_DIR, ROOT, fmt, load_result, machine
 BENCHMARKS = (
     "gateway",
     "identity",
+    "identity_graph",
     "sink",
     "end_to_end",
     "persistence",
     "read_api",
+    "privacy",
     "audience_backfill",
     "audience_freshness",
 )
