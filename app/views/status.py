@@ -23,7 +23,7 @@ from feedhouse.read.params import Params
 from feedhouse.status import status
 
 # What a supervised process adds to its component, shown in this order.
-PROCESS_FIELDS = (("pid", "pid"), ("uptime_s", "uptime (s)"), ("restarts", "restarts"))
+PROCESS_FIELDS = (("pid", "pid"), ("uptime_s", "up (s)"), ("restarts", "restarts"))
 
 
 def _report(client: Client, ctx: AppContext) -> dict[str, Any]:

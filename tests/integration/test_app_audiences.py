@@ -288,6 +288,14 @@ def test_walking_from_the_audiences_list_to_both_systems_in_chromium(
                 expect(tab.page.locator(".audience-facts")).to_contain_text("Engage")
                 assert tab.page.url.endswith("/audiences/vip_customers?computedBy=engage"), tab.page.url
                 expect(tab.page.locator("table.people")).to_contain_text("Ada Lovelace")
+                # Ada's page: both systems' audiences and her computed traits, at this width too.
+                tab.page.get_by_role("link", name="Ada Lovelace").click()
+                expect(tab.page.locator("table.person-audiences tbody tr")).to_have_count(3)
+                expect(tab.page.locator("table.computed-traits")).to_contain_text("orders")
+                page_width, viewport = tab.no_horizontal_overflow()
+                assert page_width <= viewport, f"/people/ada at {width}px is {page_width}px wide"
+                tab.page.locator("table.person-audiences").get_by_role("link", name="buyers").click()
+                expect(tab.page.locator(".audience-facts")).to_contain_text("Feedhouse")
                 tab.assert_clean()
             finally:
                 tab.close()
