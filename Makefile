@@ -44,7 +44,8 @@ test: lint chromium
 
 # The app's screenshots in docs/img (README), made by the browser tests themselves.
 screenshots: $(STAMP) chromium
-	FEEDHOUSE_SCREENSHOTS=docs/img $(BIN)/pytest tests/integration/test_app_browser.py -q
+	FEEDHOUSE_SCREENSHOTS=docs/img $(BIN)/pytest tests/integration/test_app_browser.py \
+		tests/integration/test_app_audiences.py tests/integration/test_app_status.py -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --update-docs

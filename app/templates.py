@@ -133,6 +133,18 @@ def event_title(event: Any) -> str:
     return kind
 
 
+def size_shown(count: object) -> str:
+    """A byte count in binary units ("12.3 MiB"), as ``feedhouse status`` prints it."""
+    if not isinstance(count, int | float) or isinstance(count, bool):
+        return ""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{int(value)} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} TiB"
+
+
 def urlpart(value: object) -> str:
     """A value quoted as one path segment (ids may contain '/', '?', '#')."""
     return quote(str(value), safe="")
@@ -157,6 +169,7 @@ def build_templates() -> Jinja2Templates:
         "initials": initials,
         "avatar_url": avatar_url,
         "urlpart": urlpart,
+        "size_shown": size_shown,
         "parsed": parsed,
         "event_title": event_title,
     }

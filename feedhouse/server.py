@@ -153,7 +153,11 @@ def create_app(
     routes += regulation_routes(settings, regulations)
     # The app's pages at / (sign-in, people, timelines, feed, groups, audiences).
     routes += app_routes(
-        settings, lambda: get_client(settings), lambda lane: get_client(settings, f"app-{lane}")
+        settings,
+        lambda: get_client(settings),
+        lambda lane: get_client(settings, f"app-{lane}"),
+        health=health,
+        processes=processes,
     )
     routes += [
         Route("/healthz", healthz),

@@ -26,6 +26,7 @@ from feedhouse import metrics
 from feedhouse.app.security import harden
 from feedhouse.app.session import Session, Sessions
 from feedhouse.app.templates import build_templates
+from feedhouse.health import Health
 from feedhouse.http import HttpError, json_response
 from feedhouse.settings import Settings
 
@@ -35,7 +36,9 @@ ClientFactory = Callable[[], Client]
 # Extra clients, by lane number, so that a page's independent queries run side by side (calls
 # through one client are serialised; chDB runs calls on different clients in parallel).
 LaneFactory = Callable[[int], Client]
-LANES = 3
+# What ``feedhouse dev``'s supervisor reports of its processes (pid, uptime, restarts, last error).
+ProcessReport = Callable[[], dict[str, dict[str, Any]]]
+LANES = 4  # the person page runs four queries side by side
 View = Callable[["AppContext", Request, Session], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_QUERY_CHARS = 4096  # a page's whole query string
@@ -61,13 +64,40 @@ def query_without(request: Request, *names: str) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if k not in names and v.strip()}
 
 
-class AppContext:
-    """Settings, sessions, templates and the ClickHouse client of the app's views."""
+def own_health(client: ClientFactory) -> Health:
+    """Health checks for an app served without the server's (tests, an embedding): ClickHouse,
+    the one part the app itself depends on, so the status page never reports "ready" for
+    nothing."""
 
-    def __init__(self, settings: Settings, client: ClientFactory, lanes: LaneFactory | None = None) -> None:
+    def clickhouse() -> tuple[bool, str]:
+        try:
+            client().query("SELECT 1")
+        except Exception as exc:  # a failing check is a down component, not a 500
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return True, "answers"
+
+    health = Health()
+    health.register("clickhouse", clickhouse)
+    return health
+
+
+class AppContext:
+    """Settings, sessions, templates and the ClickHouse client of the app's views; the process's
+    health checks and supervised processes for the status page."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: ClientFactory,
+        lanes: LaneFactory | None = None,
+        health: Health | None = None,
+        processes: ProcessReport | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.lanes = lanes
+        self.health = health if health is not None else own_health(client)
+        self.processes = processes
         self.pool = ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="app-lane") if lanes else None
         self.sessions = Sessions(settings)
         self.templates = build_templates()

@@ -1,5 +1,7 @@
-"""A person (``/people/{any id}``): header, ids, group, audiences, traits with when each was set,
-activity per day, and the timeline (every event of every id, newest first, by keyset).
+"""A person (``/people/{any id}``): header, ids, group, audiences of both systems (Engage's from
+identify calls, Feedhouse's own) with entered/exited times, traits with when each was set,
+Feedhouse's computed traits with when each changed, activity per day, and the timeline (every
+event of every id, newest first, by keyset).
 
 Timeline controls are a GET form (works without script): ``hidden`` (Show hidden events: page
 events), ``type``, ``event``, ``date`` (jump: events of that UTC day and before). ``cursor``
@@ -22,9 +24,10 @@ from feedhouse.app.session import Session
 from feedhouse.app.templates import urlpart
 from feedhouse.app.views.common import AppContext, filled, query_without, wants_fragment, wants_json
 from feedhouse.http import HttpError
-from feedhouse.read.model import event_json, iso, merge_states, profile_json
+from feedhouse.read.model import event_json, iso, merge_states, profile_json, with_computed
 from feedhouse.read.params import EVENT_CURSOR, Params, checked_text, encode_cursor
-from feedhouse.read.queries import profiles, timelines
+from feedhouse.read.queries import audiences, profiles, timelines
+from feedhouse.read.queries.audience_history import ENGAGE
 
 TIMELINE_PARAMS = ("cursor", "hidden", "type", "event", "date", "limit", "format", "fragment")
 PAGE = 50
@@ -84,17 +87,20 @@ def _person(
         ):
             raise HttpError(404, "not_found", f"no person has the id {identifier!r}")
         return {"events": [(event, resolution.profile_id) for event in events]}
-    # The profile, its timeline and its activity chart only depend on the ids: side by side.
-    rows, events, per_day = ctx.side_by_side(
+    # The profile, Feedhouse's values, the timeline and the activity chart only depend on the
+    # resolved ids: side by side.
+    rows, computed, events, per_day = ctx.side_by_side(
         (profiles.profile_rows, (resolution.ids,)),
+        (audiences.profile_computed, (resolution.profile_id,)),
         (timelines.timeline, (resolution.ids, page)),
         (profiles.activity_per_day, (resolution.ids, CHART_DAYS)),
     )
     if not (resolution.mapped or rows.event_count or rows.states):
         raise HttpError(404, "not_found", f"no person has the id {identifier!r}")
-    merged = merge_states(rows.states)
+    # As the read API merges them (read.model): Feedhouse's values over Engage's of the same key.
+    merged, _ = with_computed(merge_states(rows.states), computed)
     return {
-        "profile": profile_json(resolution, rows),
+        "profile": profile_json(resolution, rows, computed),
         "trait_times": merged.trait_times,
         "audiences": merged.audiences,
         "events": [(event, resolution.profile_id) for event in events],
@@ -102,6 +108,26 @@ def _person(
         "first_seen": rows.first_seen,
         "last_seen": rows.last_seen,
     }
+
+
+def audience_rows(listed: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A profile's audiences (``profile_json``'s) as the page lists them: the audience's own key,
+    which system computes it, and the link to its page.
+
+    ``profile_json`` files Engage's entry under ``engage:<key>`` when Feedhouse has an audience
+    of the same key; the page shows the key itself and links to Engage's audience explicitly.
+    """
+    shown = []
+    for name, entry in listed.items():
+        system = entry.get("computedBy", ENGAGE)
+        key = name
+        link = f"/audiences/{urlpart(name)}"
+        if system == ENGAGE and name.startswith("engage:") and name.removeprefix("engage:") in listed:
+            key = name.removeprefix("engage:")
+            link = f"/audiences/{urlpart(key)}?computedBy=engage"
+        shown.append({**entry, "key": key, "href": link, "computedBy": system})
+    # By key, Feedhouse's first (as on the audiences page).
+    return sorted(shown, key=lambda row: (row["key"], row["computedBy"] != "feedhouse"))
 
 
 def header_of(traits: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +168,7 @@ async def person_page(ctx: AppContext, request: Request, session: Session) -> Re
         "profile": found["profile"],
         "header": header_of(found["profile"]["traits"]),
         "trait_times": found["trait_times"],
+        "audience_rows": audience_rows(found["profile"]["audiences"]),
         "profile_first": found["first_seen"],
         "profile_last": found["last_seen"],
         "chart": chart,

@@ -274,7 +274,8 @@ def test_the_feed_group_and_audience_pages(pages: Pages) -> None:
     )
     assert pages.page("/groups/nowhere").status_code == 404
     assert pages.page("/audiences", format="json").json() == {
-        "audiences": [{"key": "vip_customers", "size": 1}]
+        "audiences": [{"key": "vip_customers", "size": 1, "computedBy": "engage"}],
+        "traits": [],
     }
     audience = pages.page("/audiences/vip_customers", format="json").json()
     assert (audience["size"], [m["id"] for m in audience["members"]]) == (1, ["ada"])
