@@ -98,9 +98,7 @@ def test_a_retried_insert_with_the_same_token_is_applied_once(clickhouse: Client
     assert rows(clickhouse, "SELECT count() FROM events FINAL") == [(10,)]
 
 
-def test_a_retried_container_of_datums_is_applied_once(
-    clickhouse: Client, settings: Settings
-) -> None:
+def test_a_retried_container_of_datums_is_applied_once(clickhouse: Client, settings: Settings) -> None:
     # The sink's path for events: Avro datums in a container, decoded by ClickHouse; the same
     # token drops a repeat in events (the lookup tables its views fill collapse it by key).
     datums = EventDatums(DEFAULT_PLACEHOLDERS)
