@@ -102,7 +102,8 @@ def caught_up(current: Settings) -> bool:
 
 def restart(events: int) -> dict[str, Any]:
     """Fill a dev stack with ``events``, stop it, and time its start with that data."""
-    with tempfile.TemporaryDirectory(prefix="bench-persist-restart-") as tmp:
+    # ignore_cleanup_errors: a stopped object store may still be removing its temporaries.
+    with tempfile.TemporaryDirectory(prefix="bench-persist-restart-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         current = settings_module.load(
             {},
@@ -120,7 +121,7 @@ def restart(events: int) -> dict[str, Any]:
         dev = dev_child(current, workdir)
         wait_http_ok(f"{dev.url}/readyz", dev, timeout=120)
         started = time.monotonic()
-        produce(kafka, kafka.topic("events"), records)
+        produce(kafka, kafka.topic("events"), records, chunk=20_000)
         deadline = time.monotonic() + 1800
         while not caught_up(current):
             dev.check()

@@ -54,12 +54,18 @@ class Produced:
 
 
 def produce(
-    current: Settings, topic: str, records: Sequence[tuple[bytes, bytes]], warmup: int = 200
+    current: Settings,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes]],
+    warmup: int = 200,
+    chunk: int | None = None,
 ) -> Produced:
     """Produce ``records`` with the product's producer config; wait for every acknowledgement.
 
     The first ``warmup`` records are produced and flushed before the clock starts (connection
-    and metadata round trips). End offsets (last acknowledged offset + 1) come from the
+    and metadata round trips). With ``chunk``, every ``chunk`` records are flushed before the
+    next are queued (a slow broker then never holds more than that many past their timeout).
+    End offsets (last acknowledged offset + 1) come from the
     delivery reports (Tansu's watermarks are not exact); the time runs from the first timed
     produce to the last acknowledgement.
     """
@@ -89,7 +95,9 @@ def produce(
     warm = min(warmup, len(records) // 10)
     send(records[:warm])
     started = time.perf_counter()
-    send(records[warm:])
+    step = chunk or len(records)
+    for start in range(warm, len(records), step):
+        send(records[start : start + step])
     return Produced(ends, len(records) - warm, time.perf_counter() - started)
 
 
