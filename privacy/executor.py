@@ -28,7 +28,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -36,7 +35,6 @@ from confluent_kafka import KafkaException, Producer
 
 from feedhouse.audiences.queries import KEEP_SEQ_FLOOR_SQL
 from feedhouse.avro.codec import AvroCodec
-from feedhouse.clickhouse.client import get_client
 from feedhouse.clickhouse.cluster import local_statement
 from feedhouse.kafka import producer_config
 from feedhouse.privacy.deletions import DeletedIds
@@ -145,7 +143,6 @@ MASKS: tuple[tuple[str, str, str], ...] = (
 # Rows derived from what was deleted can still be in flight when the deletion starts (a sink
 # batch, a command an identity agent is applying): the masks run again this long after.
 SECOND_PASS_SECONDS = 10.0
-MASK_THREADS = 4
 AT = "fromUnixTimestamp64Micro({at_micros:Int64}, 'UTC')"
 
 
@@ -268,32 +265,19 @@ class Executor:
     def mask(self, ids: list[str], at: int, forever: bool) -> None:
         """Remove every row of ``ids`` from every answer (idempotent)."""
         tables = self._existing_tables()
-        parameters = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
-        statements: list[tuple[str, dict[str, Any]]] = []
         for table, condition, how in MASKS:
             if table not in tables:
                 continue
             where = condition.replace("{at}", AT)
             if how == "lightweight":
-                statements.append((f"DELETE FROM {table} WHERE {where}", {"lightweight_deletes_sync": 2}))
+                statement, settings = f"DELETE FROM {table} WHERE {where}", {"lightweight_deletes_sync": 2}
             else:
-                statements.append((f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 2}))
-
-        # The tables are independent and each statement mostly waits for its mutation: a few
-        # at a time, each thread on a client of its own (python -m bench.privacy measures it).
-        lanes = iter(range(MASK_THREADS))
-        local = threading.local()
-
-        def start_lane() -> None:
-            lane = next(lanes)
-            local.client = self.client if lane == 0 else get_client(self.settings, f"privacy-mask-{lane}")
-
-        def run(item: tuple[str, dict[str, Any]]) -> None:
-            statement, settings = item
-            local.client.command(self._on_shards(statement), parameters=parameters, settings=settings)
-
-        with ThreadPoolExecutor(MASK_THREADS, "feedhouse-mask", initializer=start_lane) as pool:
-            list(pool.map(run, statements))
+                statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 2}
+            self.client.command(
+                self._on_shards(statement),
+                parameters={"ids": ids, "at_micros": at, "forever": 1 if forever else 0},
+                settings=settings,
+            )
 
     def _on_shards(self, statement: str) -> str:
         """In cluster mode, deletes and mutations address every shard's replicated tables."""
