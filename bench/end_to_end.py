@@ -35,6 +35,7 @@ from bench.processes import Child, CpuMeter, wait_http_ok
 from bench.profile import profiled
 from bench.traffic import CommitTracker, consume_all, segment_calls
 from feedhouse.broker import free_port
+from feedhouse.dev import EMBEDDED_LINGER_MS, EMBEDDED_PARTITIONS
 from feedhouse.settings import Settings
 
 RATE_TARGET = 20_000  # events/s sustained, HTTP accepted -> queryable (docs/design.md)
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> Result:
             "capacity_seconds": args.capacity_seconds,
             "marker_rate": args.marker_rate,
             "connections": args.connections,
+            "partitions": args.partitions,
+            "linger_ms": args.linger_ms,
         },
     )
     print(f"generating a pool of {args.pool:,} events ...", flush=True)
@@ -70,7 +73,12 @@ def run(args: argparse.Namespace) -> Result:
     # `feedhouse dev`). With a ClickHouse server: a standalone sink and several gateway workers.
     server = bool(os.environ.get("FEEDHOUSE_CLICKHOUSE_URL"))
     workers = args.gateway_workers if server else 1
-    with bench_stack("e2e", embedded_sink=not server, http_workers=workers) as (current, workdir, broker):
+    shape = {"events_partitions": args.partitions, "kafka_linger_ms": args.linger_ms}
+    with bench_stack("e2e", embedded_sink=not server, http_workers=workers, **shape) as (
+        current,
+        workdir,
+        broker,
+    ):
         mode = args.probe
         if mode == "auto":
             mode = "read-api" if read_api_available(current) else "sink-commit"
@@ -272,6 +280,13 @@ def main() -> None:
         "--gateway-workers", type=int, default=2, help="with a ClickHouse server only (chDB: 1)"
     )
     parser.add_argument("--pool", type=int, default=scaled(50_000), help="distinct generated events")
+    # The embedded shape's own defaults (feedhouse.dev), unless asked otherwise.
+    parser.add_argument(
+        "--partitions", type=int, default=EMBEDDED_PARTITIONS, help="FEEDHOUSE_EVENTS_PARTITIONS"
+    )
+    parser.add_argument(
+        "--linger-ms", type=float, default=EMBEDDED_LINGER_MS, help="FEEDHOUSE_KAFKA_LINGER_MS"
+    )
     parser.add_argument("--probe", choices=("auto", "read-api", "sink-commit"), default="auto")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway in the steady phase")
     result = run(parser.parse_args())

@@ -20,10 +20,14 @@ the broker forgets everything at each start, so ClickHouse and identity state ar
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import orjson
 import uvicorn
 
 from feedhouse import logs
@@ -33,7 +37,7 @@ from feedhouse.clickhouse.migrate import prepare
 from feedhouse.health import Health
 from feedhouse.kafka import ensure_topics
 from feedhouse.server import create_app
-from feedhouse.settings import Settings, to_env
+from feedhouse.settings import Settings, SettingsError, to_env
 from feedhouse.supervisor import ChildSpec, StartError, Supervisor, port_open, wait_for_ports
 
 DATA_PARTS = ("clickhouse", "broker", "identity")
@@ -65,9 +69,48 @@ Ctrl-C stops everything; starting again resumes with the same data (--fresh wipe
 """
 
 
+# One machine runs one identity worker, so the topics need few partitions, and producers may
+# gather longer: the embedded broker's cost is per record batch, not per event (`python -m
+# bench.end_to_end`: 8 partitions and 2 ms, 180 µs of Tansu CPU per event; 2 and 25 ms, 23 µs),
+# for up to 25 ms more before each acknowledgement. Either is kept when set in the environment.
+EMBEDDED_PARTITIONS = 2
+EMBEDDED_LINGER_MS = 25.0
+LAYOUT_FILE = "layout.json"  # the partition count a data directory's topics were created with
+PARTITIONS_BEFORE_LAYOUT = 8  # data directories from before the file: the default of then
+
+
 def wipe(data_dir: Path) -> None:
     for part in DATA_PARTS:
         shutil.rmtree(data_dir / part, ignore_errors=True)
+    (data_dir / LAYOUT_FILE).unlink(missing_ok=True)
+
+
+def embedded_shape(data_dir: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings overrides of the embedded stack for ``data_dir`` (and records a new directory's).
+
+    A topic's partition count cannot change under its data (identity state is placed by it), so
+    a data directory keeps the count it was created with; asking for another is an error.
+    """
+    shape: dict[str, Any] = {}
+    if "FEEDHOUSE_KAFKA_LINGER_MS" not in environ:
+        shape["kafka_linger_ms"] = EMBEDDED_LINGER_MS
+    asked = environ.get("FEEDHOUSE_EVENTS_PARTITIONS")
+    layout = data_dir / LAYOUT_FILE
+    broker = data_dir / "broker"
+    if layout.exists():
+        partitions = int(orjson.loads(layout.read_bytes())["events_partitions"])
+    elif broker.exists() and any(broker.iterdir()):
+        partitions = PARTITIONS_BEFORE_LAYOUT
+    else:
+        partitions = int(asked) if asked else EMBEDDED_PARTITIONS
+        layout.write_bytes(orjson.dumps({"events_partitions": partitions}))
+    if asked and int(asked) != partitions:
+        raise SettingsError(
+            f"FEEDHOUSE_EVENTS_PARTITIONS={asked}, but the topics in {data_dir} have {partitions}"
+            " partitions (start with --fresh to create them anew)"
+        )
+    shape["events_partitions"] = partitions
+    return shape
 
 
 def child_specs(settings: Settings) -> list[ChildSpec]:
@@ -114,8 +157,14 @@ def run_dev(base: Settings, *, fresh: bool = False) -> int:
         wipe(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs.configure(base.log_level)
+    try:
+        shape = embedded_shape(data_dir, os.environ)
+    except SettingsError as exc:
+        print(f"feedhouse dev: {exc}", file=sys.stderr, flush=True)
+        return 1
     settings = dataclasses.replace(
         base,
+        **shape,
         kafka_bootstrap_servers=f"127.0.0.1:{base.kafka_port}",
         data_dir=data_dir,
         embedded_sink=True,

@@ -64,7 +64,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
-        "linger.ms": 2,
+        "linger.ms": settings.kafka_linger_ms,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
         # Bounds how long a client waits for a verdict while the broker is unreachable.

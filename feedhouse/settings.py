@@ -49,6 +49,7 @@ class Settings:
     events_partitions: int = 8
     replication_factor: int = 1
     produce_timeout_ms: int = 5000
+    kafka_linger_ms: float = 2.0
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1500
     # Ingestion
@@ -142,6 +143,12 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "produce_timeout_ms",
         int,
         "How long the gateway waits for Kafka to acknowledge before answering 503.",
+    ),
+    "FEEDHOUSE_KAFKA_LINGER_MS": (
+        "kafka_linger_ms",
+        float,
+        "How long producers gather records into one batch per partition (librdkafka linger.ms): larger"
+        " batches cost the broker less per event, each acknowledgement waits up to this much longer.",
     ),
     "FEEDHOUSE_KAFKA_SESSION_TIMEOUT_MS": (
         "kafka_session_timeout_ms",
