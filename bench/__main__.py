@@ -28,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, str, float], ...] = (
     ("identity", "bench.identity_throughput", 420),
     ("identity_graph", "bench.identity_graph", 300),
     ("end_to_end", "bench.end_to_end", 480),
+    ("broker_batches", "bench.broker_batches", 300),
     ("persistence", "bench.persistence", 900),
     ("read_api", "bench.read_api", 1200),
     ("privacy", "bench.privacy", 1200),

@@ -27,6 +27,7 @@ BENCHMARKS = (
     "identity_graph",
     "sink",
     "end_to_end",
+    "broker_batches",
     "persistence",
     "read_api",
     "privacy",
