@@ -1,10 +1,11 @@
 """The sink: consume Feedhouse's output topics, insert into ClickHouse, then commit.
 
-A :class:`SinkStage` of the shared consume loop (``feedhouse.consume``): records are decoded
-and turned into rows by each table's row builder, a batch is inserted table by table, and only
-then are its offsets committed. A crash between insert and commit replays the batch; the tables
-are ReplacingMergeTrees read with FINAL/argMax, and retried inserts carry the same
-deduplication token, so a replayed row never shows twice.
+A :class:`SinkStage` of the shared consume loop (``feedhouse.consume``): events go to ClickHouse
+as their own Avro datums (``sink.datums``: ClickHouse decodes them), the other topics' records
+are decoded and turned into rows by their table's row builder; a batch is inserted table by
+table, and only then are its offsets committed. A crash between insert and commit replays the
+batch; the tables are ReplacingMergeTrees read with FINAL/argMax, and retried inserts carry
+the same deduplication token, so a replayed row never shows twice.
 """
 
 from __future__ import annotations

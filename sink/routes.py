@@ -1,7 +1,8 @@
 """Which topic goes to which table: the sink's whole routing table in one place.
 
 Rows are built by each table's compiled row builder (``feedhouse.clickhouse.tables``): the
-pure ``process(record) -> row`` half of the sink, derived from the topic's Avro schema.
+pure ``process(record) -> row`` half of the sink, derived from the topic's Avro schema. Events
+are the exception: the sink hands their datums to ClickHouse (``sink.datums``).
 """
 
 from __future__ import annotations
