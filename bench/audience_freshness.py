@@ -54,6 +54,7 @@ from bench.processes import Child, CpuMeter, wait_http_ok
 from bench.profile import profiled
 from bench.traffic import CommitTracker, segment_calls
 from feedhouse.broker import free_port
+from feedhouse.dev import EMBEDDED_LINGER_MS, EMBEDDED_PARTITIONS
 from feedhouse.settings import Settings
 
 FRESHNESS_TARGET = 2.0  # seconds, p95, HTTP 200 -> member visible / handed to the destination
@@ -246,7 +247,14 @@ def capacity(
 @contextlib.contextmanager
 def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, Child, list[Child], dict[str, int]]]:
     with bench_stack(
-        "audiences", embedded_sink=True, embedded_audiences=True, http_workers=1, log_level="INFO"
+        "audiences",
+        embedded_sink=True,
+        embedded_audiences=True,
+        http_workers=1,
+        log_level="INFO",
+        # the embedded shape, as `feedhouse dev` runs it
+        events_partitions=EMBEDDED_PARTITIONS,
+        kafka_linger_ms=EMBEDDED_LINGER_MS,
     ) as (
         current,
         workdir,
