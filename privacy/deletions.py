@@ -13,6 +13,7 @@ identity) and the sink (a replayed or re-sunk topic would re-insert their events
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -68,3 +69,18 @@ class DeletedIds:
     def record(self, ids: Iterable[str], regulation: str, at: int, forever: bool) -> None:
         """Mark ``ids`` deleted (acknowledged by Kafka and read back here before returning)."""
         self.table.put_many({i: {"regulation": regulation, "at": at, "forever": forever} for i in ids})
+
+
+def run_once_loaded(
+    deleted: DeletedIds, stop: threading.Event, run: Callable[[threading.Event], None]
+) -> None:
+    """Follow ``deleted`` and call ``run(stop)`` once every deleted id is known (a consumer that
+    started earlier could write a replayed record of a deleted person), until ``stop``."""
+    deleted.start()
+    try:
+        while not deleted.wait_loaded(1.0):
+            if stop.is_set():
+                return
+        run(stop)
+    finally:
+        deleted.stop()

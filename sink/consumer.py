@@ -22,7 +22,7 @@ from feedhouse import metrics
 from feedhouse.clickhouse.client import database_for, get_client
 from feedhouse.clickhouse.tables import EVENTS, Row
 from feedhouse.consume import Batch, BatchConsumer
-from feedhouse.privacy.deletions import DeletedIds
+from feedhouse.privacy.deletions import DeletedIds, run_once_loaded
 from feedhouse.retry import Backoff, Wait
 from feedhouse.settings import Settings
 from feedhouse.sink.datums import EventDatums
@@ -192,11 +192,4 @@ class Sink:
 
         Consuming starts once the deleted ids are known: a replay must not slip past them.
         """
-        self.deleted.start()
-        try:
-            while not self.deleted.wait_loaded(1.0):
-                if stop.is_set():
-                    return
-            self.loop.run(stop)
-        finally:
-            self.deleted.stop()
+        run_once_loaded(self.deleted, stop, self.loop.run)

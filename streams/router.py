@@ -40,7 +40,7 @@ from feedhouse.avro.event_prefix import EventPrefixDecoder
 from feedhouse.consume import Batch, BatchConsumer
 from feedhouse.ids import real_id
 from feedhouse.kafka import producer_config
-from feedhouse.privacy.deletions import DeletedIds
+from feedhouse.privacy.deletions import DeletedIds, run_once_loaded
 from feedhouse.retry import Backoff, Wait, retry
 from feedhouse.settings import Settings
 from feedhouse.streams.metrics import ROUTED, ROUTER_EVENTS
@@ -261,11 +261,4 @@ class Router:
 
     def run(self, stop: threading.Event) -> None:
         """Route until ``stop``; routing starts once the deleted ids are known."""
-        self.deleted.start()
-        try:
-            while not self.deleted.wait_loaded(1.0):
-                if stop.is_set():
-                    return
-            self.loop.run(stop)
-        finally:
-            self.deleted.stop()
+        run_once_loaded(self.deleted, stop, self.loop.run)
