@@ -98,29 +98,16 @@ $common""",
 # A candidate whose winner sits at another position (a redelivery with another timestamp) is
 # dropped: every message is shown once, at its winner's position. Copies never differ in type or
 # event name, so the filters may be applied to candidates.
-TIMELINE_CANDIDATES_SQL = compose(
-    """
+_TIMELINE_CANDIDATES = """
 SELECT person_key, message_id, toUnixTimestamp64Micro(timestamp) AS ts
 FROM events_by_person_time
 WHERE person_key IN {ids:Array(String)}
 $filters
-ORDER BY timestamp DESC, message_id DESC
+ORDER BY timestamp $direction, message_id $direction
 LIMIT {limit:UInt32}
-""",
-    filters=EVENT_FILTERS,
-)
-
-TIMELINE_ASCENDING_SQL = compose(
-    """
-SELECT person_key, message_id, toUnixTimestamp64Micro(timestamp) AS ts
-FROM events_by_person_time
-WHERE person_key IN {ids:Array(String)}
-$filters
-ORDER BY timestamp ASC, message_id ASC
-LIMIT {limit:UInt32}
-""",
-    filters=ASCENDING_FILTERS,
-)
+"""
+TIMELINE_CANDIDATES_SQL = compose(_TIMELINE_CANDIDATES, filters=EVENT_FILTERS, direction="DESC")
+TIMELINE_ASCENDING_SQL = compose(_TIMELINE_CANDIDATES, filters=ASCENDING_FILTERS, direction="ASC")
 
 FEED_CANDIDATES_SQL = compose(
     """
