@@ -65,13 +65,25 @@ class TopicTable:
 
     # ---- writing --------------------------------------------------------------------------
 
+    def warm_writer(self, timeout: float = 10.0) -> None:
+        """Get the producer ready now: its first acknowledged write waits about half a second
+        (the idempotent producer's id). It writes a tombstone of the empty key, which no entry
+        has."""
+        producer = self._writer()
+        producer.produce(self.topic, None, b"", partition=0)
+        if producer.flush(timeout):
+            raise KafkaException(f"{self.topic}: not acknowledged")
+
+    def _writer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(producer_config(self.settings))
+        return self._producer
+
     def put_many(self, entries: dict[str, Any], timeout: float = 30.0) -> None:
         """Write ``entries`` (None deletes a key); returns once they are acknowledged and applied here."""
         if not entries:
             return
-        if self._producer is None:
-            self._producer = Producer(producer_config(self.settings))
-        producer = self._producer
+        producer = self._writer()
         errors: list[str] = []
         last: list[int] = []
 
@@ -122,7 +134,8 @@ class TopicTable:
             end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10)[1]
             values: dict[str, Any] = {}
             while not self._stop.is_set():
-                messages = consumer.consume(10_000, 0.2)
+                # A short wait: a writer waits for its own records to come back (read-your-writes).
+                messages = consumer.consume(10_000, 0.05)
                 applied = -1
                 for message in messages:
                     if message.error() is not None:

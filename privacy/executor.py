@@ -14,12 +14,15 @@ sink``), on a thread. For each new regulation, in order:
    counted;
 4. ``FINISHED`` with the counts, or ``FAILED`` with the reason.
 
-Rows are masked at once with ClickHouse's lightweight ``DELETE FROM`` (every reader, the analyst
-views included, stops seeing them; the rows stay in their parts), and again a few seconds later
-for what was in flight. Physically they go with ``ALTER TABLE ... APPLY DELETED MASK``, which
-rewrites only the parts holding masked rows, run once the oldest unpurged deletion is half of
-``FEEDHOUSE_PURGE_WITHIN_SECONDS`` old, for all pending deletions together (one rewrite per
-table per batch); ``purged_at`` records when each id's rows were gone.
+Rows are masked at once with ClickHouse's lightweight ``DELETE FROM`` written as patch parts
+(``lightweight_delete_mode = 'lightweight_update'``: one indexed read and a small insert per
+table, applied by every read from then on, the analyst views included; the rows stay in their
+parts), and again a few seconds later for what was in flight. Physically they go with ``ALTER
+TABLE ... APPLY PATCHES`` then ``APPLY DELETED MASK``, which rewrite only the parts holding masked
+rows, run once the oldest unpurged deletion is half of ``FEEDHOUSE_PURGE_WITHIN_SECONDS`` old,
+for all pending deletions together (one rewrite per table per batch); ``purged_at`` records when
+each id's rows were gone. A server without patch parts (before ClickHouse 25.7) gets the classic
+lightweight delete, a mutation per table whose time grows with the table's parts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -35,7 +40,7 @@ from confluent_kafka import KafkaException, Producer
 
 from feedhouse.audiences.queries import KEEP_SEQ_FLOOR_SQL
 from feedhouse.avro.codec import AvroCodec
-from feedhouse.clickhouse.cluster import local_statement
+from feedhouse.clickhouse.cluster import LOCAL, local_statement
 from feedhouse.kafka import producer_config
 from feedhouse.privacy.deletions import DeletedIds
 from feedhouse.privacy.log import RegulationLog
@@ -110,6 +115,7 @@ _EVENT_ROWS = (
 #
 # * "lightweight": ``DELETE FROM`` masks the rows at once (every reader, the analyst views
 #   included, stops seeing them); the purge then rewrites the masked parts (``APPLY DELETED MASK``).
+#   Migration 0016 gives these tables the block columns patch parts need.
 # * "mutation": ``ALTER TABLE ... DELETE`` rewrites the parts at once: for person_recency, whose
 #   projection a lightweight delete would leave stale (it is one small row per person).
 MASKS: tuple[tuple[str, str, str], ...] = (
@@ -143,6 +149,13 @@ MASKS: tuple[tuple[str, str, str], ...] = (
 # Rows derived from what was deleted can still be in flight when the deletion starts (a sink
 # batch, a command an identity agent is applying): the masks run again this long after.
 SECOND_PASS_SECONDS = 10.0
+# Each table's newest block number when a deletion's first pass began: later passes only need
+# to look at the parts holding blocks written since (what a sink inserted meanwhile), a small
+# read. (Block numbers, not part names: a mutation renames every part it rewrites.)
+Parts = dict[str, int] | None
+# How long after the deletion is acknowledged every process following the deletions topic has
+# read it (consumers wait at most 100 ms for a fetch, then apply it at once; docs/privacy.md).
+SINK_LEARNS_SECONDS = 0.5
 AT = "fromUnixTimestamp64Micro({at_micros:Int64}, 'UTC')"
 
 
@@ -164,7 +177,11 @@ class Executor:
         self.last_error = ""
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._second_passes: list[tuple[float, list[str], int, bool]] = []
+        self._second_passes: list[tuple[float, list[str], int, bool, Parts]] = []
+        self._patch_parts: bool | None = None
+        # Kafka round trips (the status, the suppression list, the deleted ids, the forget
+        # commands) run beside the ClickHouse work of a deletion.
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="feedhouse-privacy-step")
 
     def start(self, stop: threading.Event) -> Executor:
         self.suppressions.start()
@@ -178,6 +195,7 @@ class Executor:
             self._thread.join(timeout)
         self.suppressions.stop()
         self.deleted.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def health(self) -> tuple[bool, str]:
         if self._thread is None or not self._thread.is_alive():
@@ -185,6 +203,7 @@ class Executor:
         return True, "running"
 
     def _run(self, stop: threading.Event) -> None:
+        self.warm()
         while not stop.wait(0.2):
             try:
                 for regulation in reversed(self.regulations.all()):  # oldest first
@@ -197,17 +216,27 @@ class Executor:
                 log.exception("regulation executor pass failed")
                 stop.wait(2.0)
 
+    def warm(self) -> None:
+        """Ready the writers a regulation waits on (a first write is slow: feedhouse.compacted)."""
+        try:
+            for table in (self.regulations.table, self.suppressions.table, self.deleted.table):
+                table.warm_writer()
+        except KafkaException:  # not fatal: the first regulation is merely slower
+            log.warning("privacy writers not warmed", exc_info=True)
+
     # ---- one regulation -------------------------------------------------------------------
 
     def execute(self, regulation: Regulation) -> None:
         """Carry out ``regulation`` (again, if a previous run died half-way: every step is idempotent)."""
         regulation.status, regulation.started_at = "RUNNING", regulation.started_at or now_micros()
-        self._save(regulation)
+        # Written while the work goes on; FINISHED (same producer, same partition) comes after.
+        running = self._pool.submit(self._save, replace(regulation))
         try:
             ids = self.person_ids(regulation.subject_ids)
             counts: dict[str, int] = {"ids": len(ids)}
+            suppressed: Future[None] | None = None
             if regulation.suppresses:
-                self.suppressions.suppress(ids, regulation.id)
+                suppressed = self._pool.submit(self.suppressions.suppress, ids, regulation.id)
                 counts["suppressed_ids"] = len(ids)
             if regulation.unsuppresses:
                 lifted = [i for i in {*ids, *regulation.subject_ids} if i in self.suppressions.ids]
@@ -215,13 +244,18 @@ class Executor:
                 counts["unsuppressed_ids"] = len(lifted)
             if regulation.deletes:
                 counts.update(self.delete(ids, regulation))
+            if suppressed is not None:
+                suppressed.result()  # FINISHED means every gateway is dropping their events
             regulation.counts = counts
             regulation.status = "FINISHED"
         except Exception as exc:
             log.exception("regulation failed", extra={"regulation": regulation.id})
             regulation.status, regulation.reason = "FAILED", f"{type(exc).__name__}: {exc}"[:500]
         regulation.finished_at = now_micros()
+        running.result()
         self._save(regulation)
+        if regulation.deletes and regulation.status == "FINISHED":
+            self.materialize_patches()
 
     def person_ids(self, subjects: Sequence[str]) -> list[str]:
         found: set[str] = set()
@@ -232,10 +266,10 @@ class Executor:
 
     def delete(self, ids: list[str], regulation: Regulation) -> dict[str, int]:
         at = now_micros()
-        events, states, mapped = rows(self.client, COUNT_SQL, ids=ids)[0]
         forever = regulation.suppresses
-        # From here on: the sink and the router write nothing of them...
-        self.deleted.record(ids, regulation.id, at, forever)
+        # From here on: the sink and the router write nothing of them, and the identity agents
+        # forget them (through Kafka, beside the counting below)...
+        writers = self._pool.submit(self._stop_writers, ids, regulation.id, at, forever)
         # ...every reader masks them...
         self.client.insert(
             "deleted_ids",
@@ -248,13 +282,20 @@ class Executor:
             changes = int(rows(self.client, COUNT_COMPUTED_SQL, ids=ids)[0][0])
         if "evaluator_state" in tables:
             self.client.command(KEEP_SEQ_FLOOR_SQL)  # the change log's numbering never goes back
-        # ...the identity agents forget them...
-        self.forget(ids, regulation.id, at)
-        # ...and their rows disappear from every answer now, and again once what was in flight
-        # has landed.
+        # ...and their rows disappear from every answer. A sink may still insert a batch it
+        # filled before it learnt of the deletion: once none can, the parts written since the
+        # first pass are masked too (and once more later, for what the identity agents had in
+        # flight).
+        before = self.data_parts()
         self.mask(ids, at, forever)
+        # What was removed, counted once it is invisible (reading past the masks; rows an
+        # earlier deletion of the same ids masked and the purge has not yet removed count again).
+        events, states, mapped = rows(self.client, self._unmasked(COUNT_SQL), ids=ids)[0]
+        settled = writers.result() + self.settings.sink_batch_seconds + SINK_LEARNS_SECONDS
+        time.sleep(max(0.0, settled - time.monotonic()))
+        self.mask(ids, at, forever, since=before)
         with self._lock:
-            self._second_passes.append((time.monotonic() + SECOND_PASS_SECONDS, ids, at, forever))
+            self._second_passes.append((time.monotonic() + SECOND_PASS_SECONDS, ids, at, forever, before))
         return {
             "events": int(events),
             "id_states": int(states),
@@ -262,22 +303,82 @@ class Executor:
             "computed_changes": changes,
         }
 
-    def mask(self, ids: list[str], at: int, forever: bool) -> None:
-        """Remove every row of ``ids`` from every answer (idempotent)."""
+    def _stop_writers(self, ids: list[str], regulation_id: str, at: int, forever: bool) -> float:
+        """Record the deletion and tell the identity agents; when (monotonic) it was recorded."""
+        self.deleted.record(ids, regulation_id, at, forever)
+        recorded = time.monotonic()
+        self.forget(ids, regulation_id, at)
+        return recorded
+
+    def mask(self, ids: list[str], at: int, forever: bool, since: Parts = None) -> None:
+        """Remove every row of ``ids`` from every answer (idempotent); with ``since``, only
+        from the parts written after it was taken.
+
+        One table after the other: each delete is a scan of the table's key column, which uses
+        both cores already (two at a time measured slower at 10M events: bench.privacy).
+        """
         tables = self._existing_tables()
+        fresh: dict[str, list[str]] = {}
+        if since is not None:  # only where something was written since
+            fresh = self._parts_after(since)
+            tables = tables & set(fresh)
+        parameters = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
         for table, condition, how in MASKS:
             if table not in tables:
                 continue
             where = condition.replace("{at}", AT)
+            if since is not None:
+                # ClickHouse picks the parts by name before reading anything.
+                where = f"({where}) AND _part IN {{fresh:Array(String)}}"
+                parameters = {**parameters, "fresh": fresh[table]}
             if how == "lightweight":
-                statement, settings = f"DELETE FROM {table} WHERE {where}", {"lightweight_deletes_sync": 2}
+                statement, settings = f"DELETE FROM {table} WHERE {where}", self._lightweight_settings()
             else:
-                statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 2}
-            self.client.command(
-                self._on_shards(statement),
-                parameters={"ids": ids, "at_micros": at, "forever": 1 if forever else 0},
-                settings=settings,
-            )
+                # Not waited for: readers of person_recency apply pending mutations on the fly
+                # (the people list sets apply_mutations_on_fly), so it is masked at once anyway.
+                statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 0}
+            self.client.command(self._on_shards(statement), parameters=parameters, settings=settings)
+
+    def _unmasked(self, statement: str) -> str:
+        hidden = "apply_deleted_mask = 0" + (", apply_patch_parts = 0" if self.patch_parts() else "")
+        return f"{statement} SETTINGS {hidden}"
+
+    def data_parts(self) -> Parts:
+        """Each table's newest block number now (None in cluster mode: every shard numbers its
+        own, so later passes there read every part)."""
+        if self.settings.clickhouse_cluster:
+            return None
+        statement = (
+            "SELECT table, max(max_block_number) FROM system.parts"
+            " WHERE database = currentDatabase() AND active AND NOT startsWith(name, 'patch-')"
+            " GROUP BY table"
+        )
+        return {str(table): int(block) for table, block in rows(self.client, statement)}
+
+    def _parts_after(self, since: dict[str, int]) -> dict[str, list[str]]:
+        """The active data parts of each table holding blocks written after ``since``."""
+        statement = (
+            "SELECT table, groupArray(name) FROM system.parts"
+            " WHERE database = currentDatabase() AND active AND NOT startsWith(name, 'patch-')"
+            " AND max_block_number > {blocks:Array(Int64)}[indexOf({tables:Array(String)}, table)]"
+            " GROUP BY table"
+        )
+        return {
+            str(table): [str(name) for name in names]
+            for table, names in rows(self.client, statement, tables=list(since), blocks=list(since.values()))
+        }
+
+    def patch_parts(self) -> bool:
+        """Whether the server writes lightweight deletes as patch parts (ClickHouse 25.7 on)."""
+        if self._patch_parts is None:
+            statement = "SELECT count() FROM system.settings WHERE name = 'lightweight_delete_mode'"
+            self._patch_parts = bool(rows(self.client, statement)[0][0])
+        return self._patch_parts
+
+    def _lightweight_settings(self) -> dict[str, Any]:
+        if self.patch_parts():
+            return {"lightweight_delete_mode": "lightweight_update"}
+        return {"lightweight_deletes_sync": 2}
 
     def _on_shards(self, statement: str) -> str:
         """In cluster mode, deletes and mutations address every shard's replicated tables."""
@@ -298,8 +399,25 @@ class Executor:
         with self._lock:
             due = [item for item in self._second_passes if force or item[0] <= now]
             self._second_passes = [item for item in self._second_passes if item not in due]
-        for _, ids, at, forever in due:
-            self.mask(ids, at if forever else at + int(SECOND_PASS_SECONDS * 1e6), forever)
+        for _, ids, at, forever, before in due:
+            self.mask(ids, at if forever else at + int(SECOND_PASS_SECONDS * 1e6), forever, since=before)
+        if due:
+            self.materialize_patches()
+
+    def materialize_patches(self) -> None:
+        """Put the patch parts into the parts' own row masks, in the background.
+
+        Every read applies the patch parts until then (bench.privacy measured reads about 40%
+        slower at 10M events with one deletion's patches); a row mask costs reads next to
+        nothing. The rewrite is one small column per part, queued as a mutation.
+        """
+        if not self.patch_parts():
+            return
+        tables = self._existing_tables()
+        for table, _, how in MASKS:
+            if table in tables and how == "lightweight":
+                statement = self._on_shards(f"ALTER TABLE {table} APPLY PATCHES")
+                self.client.command(statement, settings={"mutations_sync": 0})
 
     def forget(self, ids: Iterable[str], regulation_id: str, at: int) -> None:
         commands: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -362,6 +480,19 @@ class Executor:
 
     # ---- physical removal -----------------------------------------------------------------
 
+    def _wait_for_mutations(self, table: str, timeout: float = 600.0) -> None:
+        """Until the deletes queued on ``table`` (not waited for when masking) have rewritten it."""
+        name = f"{table}{LOCAL}" if self.settings.clickhouse_cluster else table
+        statement = (
+            "SELECT count() FROM system.mutations"
+            " WHERE database = currentDatabase() AND table = {table:String} AND NOT is_done"
+        )
+        deadline = time.monotonic() + timeout
+        while rows(self.client, statement, table=name)[0][0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{table}: deletes still queued after {timeout:.0f} s")
+            time.sleep(0.2)
+
     def purge_if_due(self, force: bool = False) -> int:
         """Remove deleted people's rows when the oldest unpurged deletion is due; ids purged."""
         pending = rows(self.client, PENDING_SQL)
@@ -373,12 +504,19 @@ class Executor:
         started = time.monotonic()
         self.second_passes(force=True)
         tables = self._existing_tables()
-        # Masked rows are physically removed by rewriting only the parts that hold them.
+        # Masked rows are physically removed by rewriting only the parts that hold them: the
+        # patches first go into the parts' row masks, then the masked rows go. (Patch parts, which
+        # hold only the ordering key of the rows they mask, are dropped by the server's cleanup
+        # once no part needs them, within a minute.)
+        steps = ("APPLY PATCHES", "APPLY DELETED MASK") if self.patch_parts() else ("APPLY DELETED MASK",)
         for table, _, how in MASKS:
             if table in tables and how == "lightweight":
-                self.client.command(
-                    self._on_shards(f"ALTER TABLE {table} APPLY DELETED MASK"), settings={"mutations_sync": 2}
-                )
+                for step in steps:
+                    self.client.command(
+                        self._on_shards(f"ALTER TABLE {table} {step}"), settings={"mutations_sync": 2}
+                    )
+            elif table in tables:
+                self._wait_for_mutations(table)
         done = now_micros()
         self.client.insert(
             "deleted_ids",

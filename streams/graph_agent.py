@@ -54,6 +54,22 @@ class GraphProcessor:
             records += self.apply({"kind": "refresh", "id": other, "target": None}, version)
         return records
 
+    def apply_batch(self, commands: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+        """Apply one batch of commands (the record at ``offset``); the mapping records to publish.
+
+        A person's ids are forgotten together, in one batch: forgetting the first republishes
+        the others (its neighbours) before their turn comes, and those records would land in
+        ClickHouse after the executor masked the person. Nothing is published for an id the
+        batch forgets.
+        """
+        forgotten = {str(command["id"]) for command in commands if command["kind"] == FORGET}
+        records = [
+            record
+            for position, command in enumerate(commands)
+            for record in self.apply(command, version_of(offset, position))
+        ]
+        return [record for record in records if record["id"] not in forgotten] if forgotten else records
+
     def apply(self, command: dict[str, Any], version: int) -> list[dict[str, Any]]:
         """Apply one claim/alias; ``version`` orders commands (offset and batch position)."""
         kind, a, b = command["kind"], command["id"], command["target"]
@@ -149,9 +165,8 @@ def register_graph_agent(
             batch = dead_letters.decode(batches, event, "identity-graph")
             if batch is not None:
                 offset = event.message.offset
-                for position, command in enumerate(batch["commands"]):
-                    for record in processor.apply(command, version_of(offset, position)):
-                        outputs.publish(sink, record["id"].encode(), mappings.encode(record))
+                for record in processor.apply_batch(batch["commands"], offset):
+                    outputs.publish(sink, record["id"].encode(), mappings.encode(record))
                 if nodes.flush() and settings.changelog_seals:
                     seal_changelogs(outputs, [nodes], version_of(offset, 0))
             yield None

@@ -16,6 +16,10 @@ A predicate on merged state (:class:`feedhouse.read.queries.search.ProfileQuery`
 the walk: that is how a common trait value (``plan=pro``) pages by last seen without counting
 every match. Selective filters (an email) are faster from the lookup tables: see
 :func:`rank_by_last_seen`.
+
+A deletion removes a person's ``person_recency`` rows with a mutation it does not wait for
+(privacy/executor.py): these queries apply pending mutations on the fly, so the person is gone
+from the list at once.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ SELECT
             GROUP BY person_key
         )
     ) AS seen
+SETTINGS apply_mutations_on_fly = 1
 """,
     members=compose(MEMBERS_OF, profiles="candidate_profiles"),
 )
@@ -96,6 +101,7 @@ SELECT
             GROUP BY person_key
         )
     ) AS seen
+SETTINGS apply_mutations_on_fly = 1
 """,
     members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
 )

@@ -132,3 +132,17 @@ def test_forgetting_a_deleted_person_removes_their_nodes_and_their_edges_elsewhe
     again = {"kind": CLAIM, "timestamp": 9, "messageId": "m9", "id": "shared-device", "target": "bob"}
     mapped = {r["id"]: r["profileId"] for r in graph.apply(again, 6)}
     assert mapped["shared-device"] == "bob", mapped
+
+
+def test_a_batch_forgetting_a_person_publishes_nothing_of_them() -> None:
+    nodes: dict[str, object] = {}
+    graph = GraphProcessor(nodes)
+    graph.apply({"kind": CLAIM, "timestamp": 1, "messageId": "m1", "id": "ann-phone", "target": "ann-old"}, 1)
+    graph.apply({"kind": ALIAS, "timestamp": 2, "messageId": "m2", "id": "ann-old", "target": "ann"}, 2)
+    forget = [{"kind": FORGET, "id": key, "target": None} for key in ("ann", "ann-old", "ann-phone")]
+    # One at a time, forgetting her user id republishes her other ids (a component without it)...
+    alone = GraphProcessor(dict(nodes))
+    assert {r["id"] for r in alone.apply(forget[0], 3)} == {"ann-old", "ann-phone"}
+    # ...in one batch, as the executor sends them, nothing of her is published.
+    assert graph.apply_batch(forget, 3) == []
+    assert not {"ann-phone", "ann-old", "ann"} & set(nodes)
