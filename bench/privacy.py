@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -34,13 +35,15 @@ from starlette.testclient import TestClient
 from bench.common import WRITE_KEY, Figure, Result, percentile, print_table, scaled, stop_on_sigterm
 from bench.gateway_throughput import batch_bodies, gateway_child
 from bench.loadgen import basic_auth, run_load
-from bench.processes import wait_http_ok
+from bench.processes import cpu_seconds, wait_http_ok
 from bench.read_api import load
 from bench.traffic import segment_calls
 from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
 from feedhouse.clickhouse.migrate import migrate
+from feedhouse.gateway.ingest import Ingestor
+from feedhouse.gateway.normalize import normalize
 from feedhouse.kafka import ensure_topics
 from feedhouse.privacy.executor import Executor
 from feedhouse.privacy.log import RegulationLog
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> Result:
         http = TestClient(Starlette(routes=read_routes(current, lambda: client)))
         victims = users(client, args.people, 11)
         readers = [u for u in users(client, 600, 23) if u not in set(victims)][:200]
+        latencies(http, readers)  # warm-up: a freshly opened engine reads cold caches first
         before = latencies(http, readers)
         print(f"read p95 before: {before}")
 
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace) -> Result:
         started = time.perf_counter()
         wait_for_mutations(client)
         print(f"patches materialized in the background within {time.perf_counter() - started:.1f} s more")
+        latencies(http, readers)  # warm-up, as before the deletion: the rewrite renamed every part
         after = latencies(http, readers)
         print(f"read p95 with the deletions masked: {after}")
         started = time.perf_counter()
@@ -163,7 +168,9 @@ def run(args: argparse.Namespace) -> Result:
         log.stop()
         close_clients()
 
-        rates = suppression_cost(current, workdir, args)
+        rates = suppression_cost(workdir, args)
+        checks = check_cost(args.suppressed)
+        print(f"gateway per-event work on one core: {checks}")
         result.details.update(
             {
                 "regulation_counts": done.counts,
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> Result:
                 "read_during": during,
                 "read_after": after,
                 "ingest": rates,
+                "per_event_work": checks,
             }
         )
         result.add(
@@ -219,8 +227,31 @@ def run(args: argparse.Namespace) -> Result:
                 rates["suppressed"],
                 "events/s",
                 ceiling=rates["empty"],
-                ceiling_label="empty suppression list, median of runs alternating with it",
+                ceiling_label="empty-list runs on either side of each (median ratio)",
                 target=rates["empty"] * 0.95,
+            )
+        )
+        result.add(
+            Figure(
+                "privacy",
+                f"gateway per-event work with {args.suppressed:,} ids suppressed (one core)",
+                checks["suppressed"],
+                "events/s",
+                ceiling=checks["empty"],
+                ceiling_label="empty suppression list, rounds alternating with it",
+                target=checks["empty"] * 0.95,
+            )
+        )
+        result.add(
+            Figure(
+                "privacy",
+                f"gateway CPU per event with {args.suppressed:,} ids suppressed",
+                rates["suppressed cpu"],
+                "µs",
+                ceiling=rates["empty cpu"],
+                ceiling_label="empty-list runs on either side of each (median ratio)",
+                better="lower",
+                target=rates["empty cpu"] * 1.05,
             )
         )
     finally:
@@ -231,44 +262,104 @@ def run(args: argparse.Namespace) -> Result:
     return result
 
 
-def suppression_cost(base: Settings, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
-    """/v1/batch events/s with ``args.suppressed`` ids suppressed against an empty list, runs
-    alternating (empty, suppressed, empty, ... empty) after a warm-up that is not counted; each
-    side is the median of its runs. The broker slows from run to run (a fresh in-memory Tansu's
-    first run measured 20.7k events/s with no ids at all, later ones 15.9k and 15.5k), and single
-    runs varied by ±15%: alternating and taking medians keeps the drift and the noise out of the
-    ratio."""
+def check_cost(count: int, rounds: int = 8, seconds: float = 0.5) -> dict[str, float]:
+    """Events/s of the gateway's per-event work (validate, the suppression check, encode) on
+    one core, with an empty list and with ``count`` ids, in alternating rounds in this process
+    (no broker, no HTTP: nothing but the check differs); medians. The check is the Ingestor's
+    own, on a real SuppressionList holding the ids."""
+    settings = settings_module.load({}, write_keys=(WRITE_KEY,), log_level="WARNING")
+    batches = [orjson.loads(body)["batch"] for body in batch_bodies(segment_calls(2_000, seed=31), 100)]
+
+    def ingestor(ids: int) -> Ingestor:
+        listing = SuppressionList(settings)
+        listing.ids = frozenset(f"suppressed-{n}" for n in range(ids))
+        listing.table.loaded.set()
+        return Ingestor(settings, None, listing, None)  # type: ignore[arg-type]  # never publishes
+
+    sides = {"empty": ingestor(0), "suppressed": ingestor(count)}
+    rates: dict[str, list[float]] = {label: [] for label in sides}
+    for _ in range(rounds):
+        for label, side in sides.items():
+            events, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                for batch in batches:
+                    for item in batch:
+                        record = normalize(item, event_type=None, received_at=1, source_id="s")
+                        if not side._suppressed(record):
+                            side._accepted(record)
+                        events += 1
+            rates[label].append(events / (time.perf_counter() - started))
+    return {label: statistics.median(values) for label, values in rates.items()}
+
+
+def suppression_cost(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """/v1/batch with ``args.suppressed`` ids suppressed against an empty list: events/s and the
+    gateway's CPU µs per event, runs alternating (empty, suppressed, ..., empty) after a warm-up
+    that is not counted, each on a fresh broker; each side is the median of its runs.
+
+    Runs on one broker slowed from run to run (a fresh in-memory Tansu's first run measured
+    20.7k events/s, later ones 15.9k and 15.5k, with no ids at all) and single runs varied by
+    ±20%: a fresh broker per run, alternation and ratios to the neighbouring runs keep the drift
+    and most of the noise out of the ratio. ``check_cost`` measures the check alone, exactly."""
     calls = segment_calls(20_000, seed=31)
     bodies = batch_bodies(calls, 100)
-    measured: dict[str, list[float]] = {"empty": [], "suppressed": []}
+    measured: dict[str, list[tuple[float, float]]] = {"empty": [], "suppressed": []}
     runs = [("warm-up", 0)] + [("empty", 0), ("suppressed", args.suppressed)] * 3 + [("empty", 0)]
     for number, (label, count) in enumerate(runs):
-        current = settings_module.load(
-            {},
-            kafka_bootstrap_servers=base.kafka_bootstrap_servers,
-            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-            data_dir=workdir / f"gateway-{number}",
-            write_keys=(WRITE_KEY,),
-            log_level="WARNING",
-        )
-        ensure_topics(current)
-        if count:
-            listing = SuppressionList(current).start()
-            listing.suppress((f"suppressed-{n}" for n in range(count)), "bench")
-            listing.stop()
-        gateway = gateway_child(current, workdir, 2)
-        with gateway:
-            wait_http_ok(f"{gateway.url}/readyz", gateway, timeout=120)
-            headers = {"Authorization": basic_auth(WRITE_KEY)}
-            run_load(f"{gateway.url}/v1/batch", bodies, seconds=1, connections=4, headers=headers)
-            load_result = run_load(
-                f"{gateway.url}/v1/batch", bodies, seconds=args.seconds, connections=8, headers=headers
+        log_path = Path(tempfile.gettempdir()) / f"bench-privacy-gateway-{uuid.uuid4().hex[:6]}.log"
+        broker = EmbeddedBroker(log_path=log_path).start()
+        try:
+            current = settings_module.load(
+                {},
+                kafka_bootstrap_servers=broker.bootstrap,
+                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+                data_dir=workdir / f"gateway-{number}",
+                write_keys=(WRITE_KEY,),
+                log_level="WARNING",
             )
-        rate = load_result.ok_rps * 100
+            ensure_topics(current)
+            if count:
+                listing = SuppressionList(current).start()
+                listing.suppress((f"suppressed-{n}" for n in range(count)), "bench")
+                listing.stop()
+            gateway = gateway_child(current, workdir, 2)
+            with gateway:
+                wait_http_ok(f"{gateway.url}/readyz", gateway, timeout=120)
+                headers = {"Authorization": basic_auth(WRITE_KEY)}
+                run_load(f"{gateway.url}/v1/batch", bodies, seconds=1, connections=4, headers=headers)
+                cpu_before = cpu_seconds(gateway.pid)
+                load_result = run_load(
+                    f"{gateway.url}/v1/batch", bodies, seconds=args.seconds, connections=8, headers=headers
+                )
+                cpu = cpu_seconds(gateway.pid) - cpu_before
+        finally:
+            broker.close()
+        events = load_result.ok_rps * 100
+        per_event = cpu * 1e6 / max(1.0, events * load_result.seconds)
         if label in measured:
-            measured[label].append(rate)
-        print(f"gateway /v1/batch, {count:,} ids suppressed ({label}): {rate:,.0f} events/s")
-    return {label: statistics.median(values) for label, values in measured.items()}
+            measured[label].append((events, per_event))
+        print(
+            f"gateway /v1/batch, {count:,} ids suppressed ({label}): {events:,.0f} events/s,"
+            f" {per_event:.1f} CPU µs/event"
+        )
+    # Each suppressed run against the empty runs on either side of it; the ceilings are the
+    # suppressed medians over the median of those ratios (a jump between two runs shows in one
+    # ratio, not in a whole side's median).
+    empty, suppressed = measured["empty"], measured["suppressed"]
+    rate_ratio = statistics.median(
+        s[0] / ((empty[i][0] + empty[i + 1][0]) / 2) for i, s in enumerate(suppressed)
+    )
+    cpu_ratio = statistics.median(
+        s[1] / ((empty[i][1] + empty[i + 1][1]) / 2) for i, s in enumerate(suppressed)
+    )
+    rate = statistics.median(r for r, _ in suppressed)
+    cpu = statistics.median(c for _, c in suppressed)
+    return {
+        "suppressed": rate,
+        "empty": rate / rate_ratio,
+        "suppressed cpu": cpu,
+        "empty cpu": cpu / cpu_ratio,
+    }
 
 
 def main() -> None:
