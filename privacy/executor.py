@@ -407,9 +407,10 @@ class Executor:
     def materialize_patches(self) -> None:
         """Put the patch parts into the parts' own row masks, in the background.
 
-        Every read applies the patch parts until then (bench.privacy measured reads about 40%
-        slower at 10M events with one deletion's patches); a row mask costs reads next to
-        nothing. The rewrite is one small column per part, queued as a mutation.
+        Every read applies the patch parts until then (reads of other people measured 50-60%
+        slower at 10M events with one deletion's patches, 10-30% with the row masks that
+        replace them: docs/privacy.md). The rewrite is one small column per part, queued as a
+        mutation.
         """
         if not self.patch_parts():
             return
