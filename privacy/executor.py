@@ -159,6 +159,20 @@ SINK_LEARNS_SECONDS = 0.5
 AT = "fromUnixTimestamp64Micro({at_micros:Int64}, 'UTC')"
 
 
+def wait_for_mutations(client: Client, table: str | None = None, timeout: float = 600.0) -> None:
+    """Until the mutations queued on ``table`` (every table when None) are done: the deletes of
+    ``person_recency`` and the patches' rewrites are not waited for when queued."""
+    statement = (
+        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND NOT is_done"
+        " AND ({table:String} = '' OR table = {table:String})"
+    )
+    deadline = time.monotonic() + timeout
+    while rows(client, statement, table=table or "")[0][0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{table or 'mutations'}: still queued after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def now_micros() -> int:
     return time.time_ns() // 1000
 
@@ -481,19 +495,6 @@ class Executor:
 
     # ---- physical removal -----------------------------------------------------------------
 
-    def _wait_for_mutations(self, table: str, timeout: float = 600.0) -> None:
-        """Until the deletes queued on ``table`` (not waited for when masking) have rewritten it."""
-        name = f"{table}{LOCAL}" if self.settings.clickhouse_cluster else table
-        statement = (
-            "SELECT count() FROM system.mutations"
-            " WHERE database = currentDatabase() AND table = {table:String} AND NOT is_done"
-        )
-        deadline = time.monotonic() + timeout
-        while rows(self.client, statement, table=name)[0][0]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{table}: deletes still queued after {timeout:.0f} s")
-            time.sleep(0.2)
-
     def purge_if_due(self, force: bool = False) -> int:
         """Remove deleted people's rows when the oldest unpurged deletion is due; ids purged."""
         pending = rows(self.client, PENDING_SQL)
@@ -517,7 +518,8 @@ class Executor:
                         self._on_shards(f"ALTER TABLE {table} {step}"), settings={"mutations_sync": 2}
                     )
             elif table in tables:
-                self._wait_for_mutations(table)
+                name = f"{table}{LOCAL}" if self.settings.clickhouse_cluster else table
+                wait_for_mutations(self.client, name)
         done = now_micros()
         self.client.insert(
             "deleted_ids",
