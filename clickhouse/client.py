@@ -35,8 +35,8 @@ from clickhouse_connect.driver.client import Client
 from feedhouse.settings import Settings, SettingsError
 
 # Feedhouse inserts rows, never DataFrames: clickhouse-connect would import pandas on a process's
-# first insert only to check for one (0.7 s and about 80 MiB of memory, measured on chDB's
-# machine). Telling it pandas is absent skips that.
+# first insert only to check for one (most of a second and tens of MiB per process: the sink's
+# peak RSS in docs/benchmarks.md, "Privacy"). Telling it pandas is absent skips that.
 driver_options.pd = None
 driver_options.pd_time_test = None
 

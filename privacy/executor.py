@@ -421,10 +421,9 @@ class Executor:
     def materialize_patches(self) -> None:
         """Put the patch parts into the parts' own row masks, in the background.
 
-        Every read applies the patch parts until then (reads of other people measured 50-60%
-        slower at 10M events with one deletion's patches, 10-30% with the row masks that
-        replace them: docs/privacy.md). The rewrite is one small column per part, queued as a
-        mutation.
+        Every read applies the patch parts until then, which costs reads more than the row
+        masks that replace them (bench.privacy; docs/privacy.md). The rewrite is one small
+        column per part, queued as a mutation.
         """
         if not self.patch_parts():
             return

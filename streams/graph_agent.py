@@ -60,7 +60,8 @@ class GraphProcessor:
         A person's ids are forgotten together, in one batch: forgetting the first republishes
         the others (its neighbours) before their turn comes, and those records would land in
         ClickHouse after the executor masked the person. Nothing is published for an id the
-        batch forgets.
+        batch forgets. (The executor sends up to 5,000 commands per batch: a person whose ids
+        straddle two batches may have records published, which its later passes mask.)
         """
         forgotten = {str(command["id"]) for command in commands if command["kind"] == FORGET}
         records = [
