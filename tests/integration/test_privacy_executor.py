@@ -18,11 +18,11 @@ from feedhouse.audiences.definitions import AUDIENCE, TRAIT
 from feedhouse.avro.codec import AvroCodec
 from feedhouse.kafka import consumer_config
 from feedhouse.privacy.deletions import DeletedIds
-from feedhouse.privacy.executor import Executor
+from feedhouse.privacy.executor import Executor, wait_for_mutations
 from feedhouse.privacy.log import RegulationLog
 from feedhouse.privacy.regulations import Regulation, parse_request
 from feedhouse.settings import Settings
-from tests.conftest import ReadApi
+from tests.conftest import ReadApi, wait_until
 from tests.support.audiences import Harness
 
 pytestmark = pytest.mark.integration
@@ -254,6 +254,35 @@ def test_the_catch_up_pass_reads_only_the_parts_written_since_the_first(
     timeline = read_api.get(f"/v1/profiles/{early}/timeline").json()["events"]
     assert [e["messageId"] for e in timeline] == [f"e1-{tag}"], "only rows of newer parts are masked"
     assert read_api.get(f"/v1/profiles/{late}/timeline").status_code == 404
+
+
+def test_applied_patch_parts_are_retired_within_seconds(
+    read_api: ReadApi, clickhouse: Client, executor: Executor
+) -> None:
+    """Active patch parts slow every read of their table until its cleanup task retires them,
+    after ``APPLY PATCHES``; migration 0017 has the task come round every second or two
+    (ClickHouse's default pace is 30 s, backing off to 300 s).
+
+    A table altered in this process keeps its old pace until its next pass (up to 40 s after the
+    session's migrations), hence the long wait; a process that opens the tables gets the new
+    pace at once (bench.privacy measures it)."""
+    tag = uuid.uuid4().hex[:6]
+    user = f"pat-{tag}"
+    event = {"type": "track", "messageId": f"p1-{tag}", "userId": user, "event": "Paid", "timestamp": at(4)}
+    read_api.send(event)
+    regulate(executor, "DELETE_ONLY", [user])
+    wait_for_mutations(clickhouse)  # the background APPLY PATCHES the executor queued
+    active = (
+        "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'events'"
+        " AND active AND startsWith(name, 'patch-')"
+    )
+    settings = (
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
+    )
+    assert "max_cleanup_delay_period = 2" in scalar(clickhouse, settings)
+    wait_until(lambda: scalar(clickhouse, active) == 0, timeout=60, what="no active patch part in events")
+    raw = "SELECT count() FROM events WHERE user_id = {id:String} SETTINGS apply_patch_parts = 0"
+    assert scalar(clickhouse, raw, id=user) == 0, "the mask lives in the part itself now"
 
 
 def test_deletion_removes_computed_values_membership_history_and_queued_messages(
