@@ -268,7 +268,13 @@ def test_applied_patch_parts_are_retired_within_seconds(
     pace at once (bench.privacy measures it)."""
     tag = uuid.uuid4().hex[:6]
     user = f"pat-{tag}"
-    event = {"type": "track", "messageId": f"p1-{tag}", "userId": user, "event": "Paid", "timestamp": at(4)}
+    event: dict[str, object] = {
+        "type": "track",
+        "messageId": f"p1-{tag}",
+        "userId": user,
+        "event": "Paid",
+        "timestamp": at(4),
+    }
     read_api.send(event)
     regulate(executor, "DELETE_ONLY", [user])
     wait_for_mutations(clickhouse)  # the background APPLY PATCHES the executor queued
