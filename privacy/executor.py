@@ -423,7 +423,8 @@ class Executor:
 
         Every read applies the patch parts until then, which costs reads more than the row
         masks that replace them (bench.privacy; docs/privacy.md). The rewrite is one small
-        column per part, queued as a mutation.
+        column per part, queued as a mutation. Applied patch parts still cost reads until the
+        table's cleanup task retires them, which migration 0017 makes a matter of seconds.
         """
         if not self.patch_parts():
             return

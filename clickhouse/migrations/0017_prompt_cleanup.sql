@@ -2,10 +2,10 @@
 --
 -- Once ALTER TABLE ... APPLY PATCHES has put a deletion's patch parts into the parts' row masks,
 -- the patch parts stay active until the table's cleanup task retires them, and until then every
--- read of the table does extra work for them: point reads measured ~45% slower (bench.privacy).
+-- read of the table does extra work for them (docs/benchmarks.md, "Privacy").
 -- The cleanup task runs every cleanup_delay_period seconds, backing off to
 -- max_cleanup_delay_period (30 s and 300 s by default) plus up to cleanup_delay_period_random_add;
--- after a quiet spell that left the masks in place for up to five minutes. One second, at most
+-- after a quiet spell that kept applied patch parts active for up to five minutes. One second, at most
 -- two, keeps that to a few seconds; an idle cleanup pass only lists the table's parts.
 ALTER TABLE ${db}.events MODIFY SETTING cleanup_delay_period = 1, max_cleanup_delay_period = 2, cleanup_delay_period_random_add = 1;
 ALTER TABLE ${db}.events_by_person_time MODIFY SETTING cleanup_delay_period = 1, max_cleanup_delay_period = 2, cleanup_delay_period_random_add = 1;
