@@ -74,6 +74,13 @@ def get_client(settings: Settings, purpose: str = "shared") -> Client:
         if client is None:
             client = _connect(url)
             client.database = database_for(settings)
+            if "use_statistics" in client.server_settings:
+                # ClickHouse 26 builds column statistics in every merge and mutation, and its
+                # planner loads them from disk, on every query, for each part its statistics
+                # cache has not picked up yet (refreshed every 300 s): after a merge or a
+                # deletion's rewrite, key lookups read that long slower (docs/benchmarks.md,
+                # "Privacy"). Feedhouse's queries are key lookups the statistics do not improve.
+                client.set_client_setting("use_statistics", 0)
             if settings.clickhouse_cluster:
                 # Joins of two sharded tables (ids resolved through id_mapping) read the right
                 # side from every shard once, not once per shard (docs/scaling.md).

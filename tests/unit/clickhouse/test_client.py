@@ -68,3 +68,10 @@ def test_one_client_per_url_and_purpose(tmp_path: Path) -> None:
     assert shared.command("SELECT count() FROM t") == 1
     close_clients()
     assert get_client(current) is not shared
+
+
+def test_queries_do_not_load_column_statistics(tmp_path: Path) -> None:
+    # ClickHouse 26 loads a freshly merged part's statistics from disk on every query until its
+    # cache refreshes: key lookups were slower for minutes after each merge or deletion rewrite.
+    client = get_client(settings_module.load({}, data_dir=tmp_path, clickhouse_database="default"))
+    assert client.query("SELECT toUInt8(getSetting('use_statistics'))").result_rows == [(0,)]
