@@ -151,13 +151,15 @@ def run(args: argparse.Namespace) -> Result:
         regulation = parse_request(
             {"regulationType": "SUPPRESS_WITH_DELETE", "subjectIds": victims}, time.time_ns() // 1000
         )
-        # From the request (accepting it is saving it) to FINISHED, the masks in place.
+        # From the request (accepting it is saving it) to FINISHED, every mask a reader meets in
+        # place (the regulation's own timings); the lookup tables' masks follow (privacy.executor.LOOKUPS).
         started = time.perf_counter()
         log.save(regulation)
         executor.execute(regulation)
-        invisible = time.perf_counter() - started
+        every_mask = time.perf_counter() - started
         done = log.get(regulation.id)
-        assert done is not None and done.status == "FINISHED", done
+        assert done is not None and done.status == "FINISHED" and done.finished_at, done
+        invisible = (done.finished_at - regulation.created_at) / 1e6
         still = [
             v
             for v in victims[:50]
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> Result:
         ]
         assert not still, f"still visible: {still[:3]}"
         print(f"{args.people:,} people invisible after {invisible:.2f} s ({done.counts})")
+        print(f"lookup tables masked too after {every_mask:.2f} s")
 
         # Right after: reads apply the deletion's patch parts; then the executor's background
         # rewrite puts them into the parts' row masks, the state reads are in from then on.
@@ -214,6 +217,15 @@ def run(args: argparse.Namespace) -> Result:
                 "s",
                 better="lower",
                 target=5.0,
+            )
+        )
+        result.add(
+            Figure(
+                "privacy",
+                f"{args.people:,} people deleted: lookup tables masked too",
+                every_mask,
+                "s",
+                better="lower",
             )
         )
         result.add(

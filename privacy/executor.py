@@ -12,7 +12,9 @@ sink``), on a thread. For each new regulation, in order:
    reader masks them from then on); the identity agents are told to forget them (changelog
    tombstones, so a restarted worker does not resurrect them); what is about to be removed is
    counted;
-4. ``FINISHED`` with the counts, or ``FAILED`` with the reason.
+4. ``FINISHED`` with the counts, or ``FAILED`` with the reason;
+5. the timelines' and the feed's lookup tables are masked too (``LOOKUPS``: they are read only
+   through ``events``, masked before ``FINISHED``).
 
 Rows are masked at once with ClickHouse's lightweight ``DELETE FROM`` written as patch parts
 (``lightweight_delete_mode = 'lightweight_update'``: one indexed read and a small insert per
@@ -146,6 +148,14 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ("computed_current", _COMPUTED, "lightweight"),
     ("computed_by_profile", _COMPUTED, "lightweight"),
 )
+# The time-ordered lookup tables of the timelines and the feed are read only through ``events``:
+# each candidate there is shown only with its winning copy in ``events``, which the deletion masks
+# first (docs/privacy.md). So their own masks can follow FINISHED: about a third of a deletion's
+# work at 10M events (bench.privacy), kept off the request's path. Until they land, the only
+# answer that reads them alone is a profile's per-day activity chart, and a deleted profile has
+# none to show (under DELETE_ONLY, one who returns within those seconds could see their old
+# days counted).
+LOOKUPS = frozenset({"events_by_person_time", "events_by_time"})
 # Rows derived from what was deleted can still be in flight when the deletion starts (a sink
 # batch, a command an identity agent is applying): the masks run again this long after.
 SECOND_PASS_SECONDS = 10.0
@@ -192,6 +202,7 @@ class Executor:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._second_passes: list[tuple[float, list[str], int, bool, Parts]] = []
+        self._lookups_to_mask: list[tuple[list[str], int, bool]] = []  # FINISHED, lookups not yet
         self._patch_parts: bool | None = None
         # Kafka round trips (the status, the suppression list, the deleted ids, the forget
         # commands) run beside the ClickHouse work of a deletion.
@@ -218,11 +229,13 @@ class Executor:
 
     def _run(self, stop: threading.Event) -> None:
         self.warm()
+        self.requeue_lookups()
         while not stop.wait(0.2):
             try:
                 for regulation in reversed(self.regulations.all()):  # oldest first
                     if regulation.status in ("INITIALIZED", "RUNNING"):
                         self.execute(regulation)
+                self.mask_lookups()
                 self.second_passes()
                 self.purge_if_due()
             except Exception as exc:  # keep running: the next pass retries
@@ -269,6 +282,10 @@ class Executor:
         running.result()
         self._save(regulation)
         if regulation.deletes and regulation.status == "FINISHED":
+            try:
+                self.mask_lookups()
+            except Exception:  # still queued: the executor's next pass retries
+                log.exception("lookup masks failed", extra={"regulation": regulation.id})
             self.materialize_patches()
 
     def person_ids(self, subjects: Sequence[str]) -> list[str]:
@@ -301,7 +318,9 @@ class Executor:
         # first pass are masked too (and once more later, for what the identity agents had in
         # flight).
         before = self.data_parts()
-        self.mask(ids, at, forever)
+        self.mask(ids, at, forever, skip=LOOKUPS)
+        with self._lock:
+            self._lookups_to_mask.append((ids, at, forever))
         # What was removed, counted once it is invisible (reading past the masks; rows an
         # earlier deletion of the same ids masked and the purge has not yet removed count again).
         events, states, mapped = rows(self.client, self._unmasked(COUNT_SQL), ids=ids)[0]
@@ -324,14 +343,16 @@ class Executor:
         self.forget(ids, regulation_id, at)
         return recorded
 
-    def mask(self, ids: list[str], at: int, forever: bool, since: Parts = None) -> None:
+    def mask(
+        self, ids: list[str], at: int, forever: bool, since: Parts = None, skip: Iterable[str] = ()
+    ) -> None:
         """Remove every row of ``ids`` from every answer (idempotent); with ``since``, only
-        from the parts written after it was taken.
+        from the parts written after it was taken; the tables in ``skip`` are left alone.
 
         One table after the other: each delete is a scan of the table's key column, which uses
         both cores already (two at a time measured slower at 10M events: bench.privacy).
         """
-        tables = self._existing_tables()
+        tables = self._existing_tables() - set(skip)
         fresh: dict[str, list[str]] = {}
         if since is not None:  # only where something was written since
             fresh = self._parts_after(since)
@@ -352,6 +373,33 @@ class Executor:
                 # (the people list sets apply_mutations_on_fly), so it is masked at once anyway.
                 statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 0}
             self.client.command(self._on_shards(statement), parameters=parameters, settings=settings)
+
+    def requeue_lookups(self) -> None:
+        """Queue the lookup masks of every deletion not yet purged: a process stopped between a
+        deletion's FINISHED and its lookup masks would otherwise leave them unmasked, and the
+        purge removes only masked rows. Masking again what is masked already finds nothing."""
+        groups: dict[tuple[int, bool], list[str]] = {}
+        for identifier, deleted_at, forever, _ in rows(self.client, PENDING_SQL):
+            # Under SUPPRESS_WITH_DELETE every row goes whatever its time: one pass for all.
+            key = (0, True) if forever else (int(deleted_at), False)
+            groups.setdefault(key, []).append(str(identifier))
+        with self._lock:
+            self._lookups_to_mask.extend((ids, at, forever) for (at, forever), ids in groups.items())
+
+    def mask_lookups(self) -> None:
+        """Mask the lookup tables (``LOOKUPS``) for the deletions whose other masks are in place.
+
+        Each deletion stays queued until its masks succeed: a failure is retried on the next
+        pass, and the purge (which removes only masked rows) waits for it.
+        """
+        while True:
+            with self._lock:
+                if not self._lookups_to_mask:
+                    return
+                ids, at, forever = self._lookups_to_mask[0]
+            self.mask(ids, at, forever, skip=self._existing_tables() - LOOKUPS)
+            with self._lock:
+                self._lookups_to_mask.pop(0)
 
     def _unmasked(self, statement: str) -> str:
         hidden = "apply_deleted_mask = 0" + (", apply_patch_parts = 0" if self.patch_parts() else "")
@@ -504,6 +552,7 @@ class Executor:
         if not force and now_micros() - oldest < self.settings.purge_within_seconds * 1e6 / 2:
             return 0
         started = time.monotonic()
+        self.mask_lookups()
         self.second_passes(force=True)
         tables = self._existing_tables()
         # Masked rows are physically removed by rewriting only the parts that hold them: the

@@ -325,3 +325,39 @@ def test_deletion_removes_computed_values_membership_history_and_queued_messages
     assert scalar(clickhouse, floor) == newest
     harness.evaluator.forget_cached()
     assert harness.evaluator.log.next_seq() == newest + 1
+
+
+def test_the_lookup_tables_are_masked_after_finished_even_across_a_restart(
+    read_api: ReadApi,
+    clickhouse: Client,
+    executor: Executor,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = people(read_api, tag)
+    lookups = {
+        table: f"SELECT count() FROM {table} WHERE person_key IN {{ids:Array(String)}}"
+        for table in ("events_by_person_time", "events_by_time")
+    }
+    # The process stops between FINISHED and the lookup masks (the queue is in memory).
+    monkeypatch.setattr(executor, "mask_lookups", lambda: None)
+    regulate(executor, "SUPPRESS_WITH_DELETE", [ann[2]])
+    assert {table: scalar(clickhouse, sql, ids=ann) for table, sql in lookups.items()} == {
+        "events_by_person_time": 5,
+        "events_by_time": 5,
+    }, "the lookup masks were meant to be skipped here"
+    # Nothing of her shows meanwhile: timelines and the feed show a lookup row only with its
+    # winning copy in events, masked before FINISHED.
+    assert read_api.get(f"/v1/profiles/{ann[0]}/timeline").status_code == 404
+    feed = {e["messageId"] for e in read_api.get("/v1/feed", hidden="true", limit=500).json()["events"]}
+    assert not feed & {f"a{n}-{tag}" for n in range(1, 6)} and f"b1-{tag}" in feed, feed
+    # A restarted executor queues the lookup masks of every deletion not yet purged.
+    restarted = Executor(settings, clickhouse, executor.regulations)
+    restarted.requeue_lookups()
+    restarted.mask_lookups()
+    assert {table: scalar(clickhouse, sql, ids=ann) for table, sql in lookups.items()} == {
+        "events_by_person_time": 0,
+        "events_by_time": 0,
+    }
+    assert scalar(clickhouse, lookups["events_by_time"], ids=bob) == 2, "the other person is untouched"
