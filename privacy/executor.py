@@ -229,9 +229,12 @@ class Executor:
 
     def _run(self, stop: threading.Event) -> None:
         self.warm()
-        self.requeue_lookups()
+        requeued = False
         while not stop.wait(0.2):
             try:
+                if not requeued:  # in the loop: ClickHouse may not answer yet at start
+                    self.requeue_lookups()
+                    requeued = True
                 for regulation in reversed(self.regulations.all()):  # oldest first
                     if regulation.status in ("INITIALIZED", "RUNNING"):
                         self.execute(regulation)
