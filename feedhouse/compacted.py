@@ -33,12 +33,16 @@ class TopicTable:
         settings: Settings,
         name: str,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        keys_only: bool = False,
     ) -> None:
+        """``keys_only``: keep every value as None, for tables where only which keys exist
+        matters (each decoded JSON object costs a few hundred bytes per key, in every process)."""
         self.settings = settings
         self.topic = settings.topic(name)
         self.values: dict[str, Any] = {}
         self.loaded = threading.Event()  # the topic was read to its end once
         self._on_change = on_change
+        self._keys_only = keys_only
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
@@ -145,7 +149,7 @@ class TopicTable:
                     if raw is None:
                         values.pop(key, None)
                     else:
-                        values[key] = orjson.loads(raw)
+                        values[key] = None if self._keys_only else orjson.loads(raw)
                     applied = max(applied, (message.offset() or 0) + 1)
                 if applied >= 0:
                     self.values = dict(values)

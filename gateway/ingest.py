@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 # Segment's webhook deliveries (Actions) batch up to 4,000 events.
 WEBHOOK_MAX_EVENTS = 4000
 RETRY_AFTER_SECONDS = "5"
+
+
+class Prepared(NamedTuple):
+    """A batch item that passed validation, before the suppression check and encoding."""
+
+    position: int  # in the batch
+    item: Any
+    source: str
+    record: dict[str, Any]
 
 
 def partition_key(record: dict[str, Any], placeholders: frozenset[str]) -> bytes:
@@ -81,20 +90,44 @@ class Ingestor:
 
     # -- building records ------------------------------------------------------------------
 
-    def _suppressed(self, record: dict[str, Any]) -> bool:
-        """Suppressed people's events are dropped, not stored, not rejected (privacy/)."""
+    def _suppression_list(self) -> SuppressionList | None:
+        """The list to check events against, None when there is none to check."""
         suppressions = self.suppressions
         if suppressions is None:
-            return False
+            return None
         if not suppressions.table.loaded.is_set():
             # Accepting events before the list is known could let a suppressed person through.
             raise HttpError(
                 503, "starting", "the suppression list is still loading, retry shortly", {"Retry-After": "1"}
             )
-        if not suppressions.suppressed(record["userId"], record["anonymousId"]):
+        return suppressions if suppressions.ids else None
+
+    def _suppressed(self, record: dict[str, Any]) -> bool:
+        """Suppressed people's events are dropped, not stored, not rejected (privacy/)."""
+        suppressions = self._suppression_list()
+        if suppressions is None or not suppressions.suppressed(record["userId"], record["anonymousId"]):
             return False
         metrics.EVENTS_SUPPRESSED.inc()
         return True
+
+    def _without_suppressed(self, prepared: list[Prepared]) -> list[Prepared]:
+        """``prepared`` without suppressed people's events. The whole batch is checked at once,
+        in C (``isdisjoint``), and record by record only when it holds a suppressed id: one
+        Python-level check per event, against 100,000 ids, cost a few per cent of the
+        gateway's throughput (``bench.privacy``)."""
+        suppressions = self._suppression_list()
+        if suppressions is None or not prepared:
+            return prepared
+        ids = suppressions.ids
+        if ids.isdisjoint([p.record["userId"] for p in prepared]) and ids.isdisjoint(
+            [p.record["anonymousId"] for p in prepared]
+        ):
+            return prepared
+        kept = [
+            p for p in prepared if not suppressions.suppressed(p.record["userId"], p.record["anonymousId"])
+        ]
+        metrics.EVENTS_SUPPRESSED.inc(len(prepared) - len(kept))
+        return kept
 
     def _accepted(self, record: dict[str, Any]) -> Record:
         """The Kafka record of an event, or a Rejection when it is larger than Segment allows.
@@ -246,6 +279,7 @@ class Ingestor:
         rejected: list[dict[str, Any]] = []
         accepted_types: dict[str, int] = {}
         request_source = self.source_id(request_key) if request_key is not None else None
+        prepared: list[Prepared] = []
         for index, item in enumerate(items):
             source = request_source
             try:
@@ -265,8 +299,13 @@ class Ingestor:
                     position=index,
                     max_future_micros=self.max_future_micros,
                 )
-                if self._suppressed(record):
-                    continue
+            except Rejection as rejection:
+                records.append(self._rejected(rejection, item, path, received_at, index, source))
+                rejected.append({"index": index, "code": rejection.code, "message": rejection.message})
+                continue
+            prepared.append(Prepared(index, item, source, record))
+        for index, item, source, record in self._without_suppressed(prepared):
+            try:
                 records.append(self._accepted(record))
             except Rejection as rejection:
                 records.append(self._rejected(rejection, item, path, received_at, index, source))
@@ -283,7 +322,8 @@ class Ingestor:
             metrics.child(metrics.EVENTS_ACCEPTED, kind).inc(count)
         response: dict[str, Any] = {"success": True, "accepted": len(records) - len(rejected)}
         if rejected:
-            response["rejected"] = rejected
+            # Invalid items are found before oversized ones: answer in the batch's order.
+            response["rejected"] = sorted(rejected, key=lambda rejection: rejection["index"])
         return json_response(response)
 
     # -- Segment Webhooks destination ----------------------------------------------------------

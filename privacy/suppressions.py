@@ -3,6 +3,7 @@
 Kept in the compacted topic ``suppressions`` (key the id, value ``{"regulation": ID, "at":
 micros}``; a tombstone lifts it), followed by every gateway process (``feedhouse.compacted``),
 so every worker and every restart sees the same list. Checking an event is two set lookups.
+Each process keeps the ids only, not the topic's values: those were about 300 bytes an id.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class SuppressionList:
 
     def __init__(self, settings: Settings) -> None:
         self.ids: frozenset[str] = frozenset()
-        self.table = TopicTable(settings, TOPIC, on_change=self._changed)
+        self.table = TopicTable(settings, TOPIC, on_change=self._changed, keys_only=True)
 
     def _changed(self, values: dict[str, Any]) -> None:
         self.ids = frozenset(values)

@@ -54,6 +54,13 @@ def test_suppressed_ids_are_dropped_with_a_200_and_lifted_again(
         events = reader.read("events", 1)
         assert [event["messageId"] for event in events] == ["shown-1"]
         assert reader.nothing_more("events", 1), "a suppressed event reached Kafka"
+        # A batch without anyone suppressed passes the whole-batch check untouched.
+        clean = httpx.post(
+            f"{gateway.url}/v1/batch",
+            json={"batch": [{"type": "track", "userId": loud, "event": "Also", "messageId": "shown-2"}]},
+            auth=AUTH,
+        )
+        assert clean.json() == {"success": True, "accepted": 1}
 
         suppressions.lift([quiet])
         wait_until(
@@ -65,6 +72,25 @@ def test_suppressed_ids_are_dropped_with_a_200_and_lifted_again(
             auth=AUTH,
         )
         assert again.status_code == 200
-        assert [event["messageId"] for event in reader.read("events", 2)] == ["shown-1", "back-1"]
+        assert [event["messageId"] for event in reader.read("events", 3)] == ["shown-1", "shown-2", "back-1"]
     finally:
         suppressions.stop()
+
+
+def test_a_follower_keeps_the_suppressed_ids_and_not_the_records(settings: Settings) -> None:
+    """Every gateway worker holds the whole list: the ids only, not each record's JSON value."""
+    ids = [f"many-{uuid.uuid4().hex[:6]}-{n}" for n in range(1000)]
+    writer, follower = SuppressionList(settings).start(), SuppressionList(settings).start()
+    try:
+        writer.suppress(ids, regulation="test")
+        wait_until(lambda: len(follower.ids) >= len(ids), what="the follower reads the list")
+        assert set(ids) <= follower.ids
+        assert follower.suppressed(ids[-1], None) and not follower.suppressed("someone-else", None)
+        kept = {type(value).__name__ for value in follower.table.values.values()}
+        assert kept == {"NoneType"}, f"values kept in memory: {kept}"
+        writer.lift(ids[:10])
+        wait_until(lambda: len(follower.ids) == len(ids) - 10, what="the lift reaches the follower")
+        assert not follower.suppressed(ids[0], None) and follower.suppressed(ids[10], None)
+    finally:
+        writer.stop()
+        follower.stop()

@@ -256,3 +256,17 @@ def test_oversize_event_in_a_batch_is_kept_as_rejected(
     assert [e["event"] for e in produced(publisher, "events")] == ["y"]
     [kept] = produced(publisher, "rejected")
     assert orjson.loads(kept["payload"])["properties"]["blob"] == "é" * 20_000
+
+
+def test_rejections_are_listed_in_the_batch_order(client: TestClient, publisher: RecordingPublisher) -> None:
+    """Invalid items are found before oversized ones; the answer still follows the batch."""
+    big = {"type": "track", "userId": "u", "event": "x", "properties": {"blob": "é" * 20_000}}
+    nameless = {"type": "track", "userId": "u"}
+    ok = {"type": "track", "userId": "u", "event": "y"}
+    response = client.post("/v1/batch", json={"batch": [big, ok, nameless]}, headers=basic("wk"))
+    assert response.status_code == 200
+    answered = [(r["index"], r["code"]) for r in response.json()["rejected"]]
+    assert answered[0] == (0, "event_too_large") and [index for index, _ in answered] == [0, 2], answered
+    assert response.json()["accepted"] == 1
+    assert [e["event"] for e in produced(publisher, "events")] == ["y"]
+    assert len(produced(publisher, "rejected")) == 2
