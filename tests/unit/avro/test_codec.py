@@ -76,6 +76,7 @@ event_records = st.fixed_dictionaries(
     {
         "type": st.text(max_size=10),
         "messageId": st.text(max_size=100),
+        # Lengths of 8 KiB and more take the writer's general varint path.
         "userId": optional_text,
         "anonymousId": optional_text,
         "groupId": optional_text,
@@ -87,7 +88,7 @@ event_records = st.fixed_dictionaries(
         "receivedAt": st.integers(min_value=-(2**63), max_value=2**63 - 1),
         "originalTimestamp": optional_text,
         "sentAt": optional_text,
-        "properties": optional_text,
+        "properties": st.none() | st.text(max_size=20) | st.text(min_size=8192, max_size=9000),
         "traits": optional_text,
         "context": optional_text,
         "integrations": optional_text,
