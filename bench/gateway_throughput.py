@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from bench.common import (
+    ROOT,
     WRITE_KEY,
     Figure,
     Result,
@@ -125,20 +126,22 @@ def echo_child(workdir: Path, workers: int) -> Child:
     return Child.http("echo route", argv, dict(os.environ), workdir, port)
 
 
-def gateway_child(current: Settings, workdir: Path, workers: int, **env: str) -> Child:
-    """``feedhouse gateway --workers N`` configured by ``current``, on a free port.
+def gateway_child(current: Settings, workdir: Path, workers: int, root: Path = ROOT, **env: str) -> Child:
+    """``feedhouse gateway --workers N`` configured by ``current``, on a free port, run from the
+    checkout ``root`` (``python -m`` puts its working directory first on ``sys.path``).
 
     Its ClickHouse schema is applied first, as a deployment does: ``/readyz`` checks it.
     """
     subprocess.run(
         [sys.executable, "-m", "feedhouse.cli", "migrate"],
         env=child_env(current, **env),
+        cwd=root,
         check=True,
         capture_output=True,
     )
     port = free_port()
     argv = [sys.executable, "-m", "feedhouse.cli", "gateway", "--workers", str(workers), "--port", str(port)]
-    return Child.http("gateway", argv, child_env(current, **env), workdir, port)
+    return Child.http("gateway", argv, child_env(current, **env), workdir, port, root)
 
 
 def run(args: argparse.Namespace) -> Result:

@@ -36,10 +36,9 @@ from starlette.testclient import TestClient
 
 from bench.common import WRITE_KEY, Figure, Result, percentile, print_table, scaled, stop_on_sigterm
 from bench.gateway_throughput import batch_bodies, gateway_child
-from bench.loadgen import basic_auth, run_load
-from bench.processes import cpu_seconds, wait_http_ok
 from bench.read_api import load
 from bench.traffic import segment_calls
+from bench.turns import take_turns
 from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
@@ -354,34 +353,17 @@ def check_cost(count: int, seconds: float = 24.0) -> dict[str, float]:
     return {label: events[label] / spent[label] for label in spent}
 
 
-GATEWAYS_PER_SIDE = 2
-TURN_SECONDS = 2.0
-
-
 def suppression_cost(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     """/v1/batch with ``args.suppressed`` ids suppressed against an empty list: events/s and the
-    gateway's CPU µs per event.
-
-    ``GATEWAYS_PER_SIDE`` ``feedhouse gateway --workers 2`` with the list and as many without
-    run at once on one broker, idle but for their turn: each takes the load for
-    ``TURN_SECONDS`` in rotation, ``args.rounds`` times (after one turn each not counted). A
-    side's figure is its events over its seconds, all its gateways together.
-
-    Why this shape: the machine's speed moves by ±10% over seconds, and a broker slows as it
-    fills. One 10 s run per side on a fresh broker, three pairs alternating, gave ratios from
-    0.88 to 1.06 over nine runs; short turns put both sides through the same moments and the same
-    broker. Two gateways a side: four identical gateways taking turns differed by up to 4% in
-    events/s (and 2.5% in CPU per event) from one another."""
-    calls = segment_calls(20_000, seed=31)
-    bodies = batch_bodies(calls, 100)
-    headers = {"Authorization": basic_auth(WRITE_KEY)}
-    sides = ["empty", "suppressed"] * GATEWAYS_PER_SIDE
-    totals = {label: {"events": 0.0, "seconds": 0.0, "cpu": 0.0} for label in sides}
+    gateway's CPU µs per event, from two ``feedhouse gateway --workers 2`` with the list and two
+    without taking turns on one broker (``bench.turns``). One 10 s run per side on a fresh
+    broker, alternating, gave ratios from 0.88 to 1.06 over nine runs."""
+    bodies = batch_bodies(segment_calls(20_000, seed=31), 100)
     with contextlib.ExitStack() as stack:
         broker = EmbeddedBroker(log_path=workdir / "bench-privacy-broker.log").start()
         stack.callback(broker.close)
         gateways = []
-        for number, label in enumerate(sides):
+        for number, label in enumerate(["empty", "suppressed"] * 2):
             current = settings_module.load(
                 {},
                 kafka_bootstrap_servers=broker.bootstrap,
@@ -396,27 +378,13 @@ def suppression_cost(workdir: Path, args: argparse.Namespace) -> dict[str, float
                 listing.suppress((f"suppressed-{n}" for n in range(args.suppressed)), "bench")
                 listing.stop()
             gateways.append((label, stack.enter_context(gateway_child(current, workdir, 2))))
-        for _, gateway in gateways:
-            wait_http_ok(f"{gateway.url}/readyz", gateway, timeout=120)
-            run_load(f"{gateway.url}/v1/batch", bodies, seconds=TURN_SECONDS, connections=8, headers=headers)
-        for round_number in range(args.rounds):
-            shift = round_number % len(gateways)
-            for label, gateway in gateways[shift:] + gateways[:shift]:
-                cpu_before = cpu_seconds(gateway.pid)
-                load_result = run_load(
-                    f"{gateway.url}/v1/batch", bodies, seconds=TURN_SECONDS, connections=8, headers=headers
-                )
-                total = totals[label]
-                total["cpu"] += cpu_seconds(gateway.pid) - cpu_before
-                total["events"] += load_result.ok_rps * 100 * load_result.seconds
-                total["seconds"] += load_result.seconds
+        sides = take_turns(gateways, bodies, 100, args.rounds)
     found: dict[str, float] = {}
-    for label, total in totals.items():
-        found[label] = total["events"] / total["seconds"]
-        found[f"{label} cpu"] = total["cpu"] * 1e6 / max(1.0, total["events"])
+    for label, side in sides.items():
+        found[label], found[f"{label} cpu"] = side.rate, side.cpu_per_event
         print(
-            f"gateway /v1/batch ({label}, {GATEWAYS_PER_SIDE} gateways, {args.rounds} turns each):"
-            f" {found[label]:,.0f} events/s, {found[f'{label} cpu']:.1f} CPU µs/event"
+            f"gateway /v1/batch ({label}, 2 gateways, {args.rounds} turns each):"
+            f" {side.rate:,.0f} events/s, {side.cpu_per_event:.1f} CPU µs/event"
         )
     return found
 

@@ -33,12 +33,14 @@ class Child:
     period. :meth:`memory` reads the peak RSS of the child and its descendants while alive.
     """
 
-    def __init__(self, label: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, label: str, argv: Sequence[str], env: dict[str, str], log_path: Path, root: Path = ROOT
+    ) -> None:
         self.label = label
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            list(argv), env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv), env=env, cwd=root, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.memory_seen: list[dict[str, Any]] = []
         self.url = ""  # set by whoever gives the child an HTTP port
@@ -52,9 +54,11 @@ class Child:
         return cls(label, argv, child_env(current, **env), workdir / f"{label.replace(' ', '_')}.log")
 
     @classmethod
-    def http(cls, label: str, argv: Sequence[str], env: dict[str, str], workdir: Path, port: int) -> Child:
-        """A child serving HTTP on 127.0.0.1:``port`` (``child.url``)."""
-        child = cls(label, argv, env, workdir / f"{label.replace(' ', '_')}.log")
+    def http(
+        cls, label: str, argv: Sequence[str], env: dict[str, str], workdir: Path, port: int, root: Path = ROOT
+    ) -> Child:
+        """A child serving HTTP on 127.0.0.1:``port`` (``child.url``), started in ``root``."""
+        child = cls(label, argv, env, workdir / f"{label.replace(' ', '_')}.log", root)
         child.url = f"http://127.0.0.1:{port}"
         return child
 
