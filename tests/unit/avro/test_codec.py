@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedhouse.avro.codec import SCHEMA_DIR, AvroCodec, AvroDecodeError
+from feedhouse.avro.flat import read_long, write_long
 
 EVENT = {
     "type": "track",
@@ -116,3 +117,14 @@ def test_fast_writer_handles_arrays(conflicts: list[str], version: int) -> None:
     codec = AvroCodec("id_mapping")
     record = {"id": "a", "profileId": "u", "version": version, "conflicts": conflicts, "updatedAt": 1}
     assert codec.decode(codec.encode(record)) == record
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 63, 64, -1, -64, -65, 8191, 8192, 16383, 16384, 2**28, 1_764_000_000_000_000, -(2**63), 2**63 - 1],
+)
+def test_write_long_matches_fastavro_at_every_varint_boundary(value: int) -> None:
+    reference = io.BytesIO()
+    schemaless_writer(reference, "long", value)
+    assert write_long(value) == reference.getvalue()
+    assert read_long(write_long(value), 0) == (value, len(reference.getvalue()))
