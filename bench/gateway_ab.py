@@ -13,16 +13,13 @@ import argparse
 import contextlib
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
-from bench.common import ROOT, WRITE_KEY, Figure, Result, print_table, scaled, stop_on_sigterm
+from bench.common import ROOT, Figure, Result, print_table, scaled, stop_on_sigterm
 from bench.gateway_throughput import batch_bodies, gateway_child
 from bench.traffic import segment_calls
-from bench.turns import take_turns
-from feedhouse import settings as settings_module
+from bench.turns import gateway_settings, take_turns
 from feedhouse.broker import EmbeddedBroker
-from feedhouse.kafka import ensure_topics
 
 
 def run(revision: str, rounds: int) -> Result:
@@ -39,15 +36,7 @@ def run(revision: str, rounds: int) -> Result:
         stack.callback(broker.close)
         gateways = []
         for number, (label, root) in enumerate([(revision, checkout), ("working tree", ROOT)] * 2):
-            current = settings_module.load(
-                {},
-                kafka_bootstrap_servers=broker.bootstrap,
-                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-                data_dir=workdir / f"gateway-{number}",
-                write_keys=(WRITE_KEY,),
-                log_level="WARNING",
-            )
-            ensure_topics(current)
+            current = gateway_settings(broker, workdir, number)
             gateways.append((label, stack.enter_context(gateway_child(current, workdir, 2, root))))
         sides = take_turns(gateways, bodies, 100, rounds)
     before, after = sides[revision], sides["working tree"]

@@ -38,7 +38,7 @@ from bench.common import WRITE_KEY, Figure, Result, percentile, print_table, sca
 from bench.gateway_throughput import batch_bodies, gateway_child
 from bench.read_api import load
 from bench.traffic import segment_calls
-from bench.turns import take_turns
+from bench.turns import gateway_settings, take_turns
 from feedhouse import settings as settings_module
 from feedhouse.broker import EmbeddedBroker
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
@@ -364,15 +364,7 @@ def suppression_cost(workdir: Path, args: argparse.Namespace) -> dict[str, float
         stack.callback(broker.close)
         gateways = []
         for number, label in enumerate(["empty", "suppressed"] * 2):
-            current = settings_module.load(
-                {},
-                kafka_bootstrap_servers=broker.bootstrap,
-                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-                data_dir=workdir / f"gateway-{number}",
-                write_keys=(WRITE_KEY,),
-                log_level="WARNING",
-            )
-            ensure_topics(current)
+            current = gateway_settings(broker, workdir, number)
             if label == "suppressed":
                 listing = SuppressionList(current).start()
                 listing.suppress((f"suppressed-{n}" for n in range(args.suppressed)), "bench")

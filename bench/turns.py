@@ -11,12 +11,32 @@ by up to 4% in events/s (2.5% in CPU per event) from one another.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.common import WRITE_KEY
 from bench.loadgen import basic_auth, run_load
 from bench.processes import Child, cpu_seconds, wait_http_ok
+from feedhouse import settings as settings_module
+from feedhouse.broker import EmbeddedBroker
+from feedhouse.kafka import ensure_topics
+from feedhouse.settings import Settings
+
+
+def gateway_settings(broker: EmbeddedBroker, workdir: Path, number: int) -> Settings:
+    """Settings of the ``number``-th gateway of a comparison: its own topics on the shared broker."""
+    current = settings_module.load(
+        {},
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+        data_dir=workdir / f"gateway-{number}",
+        write_keys=(WRITE_KEY,),
+        log_level="WARNING",
+    )
+    ensure_topics(current)
+    return current
 
 
 @dataclass(slots=True)
