@@ -80,7 +80,8 @@ def flat_layout(schema: Mapping[str, Any]) -> list[tuple[str, bool, str]] | None
     return layout
 
 
-_VARINT = [write_long(n) for n in range(1 << 13)]  # lengths below 8 KiB: one table lookup
+# The varint of each length below 8 KiB, one lookup (a length n zig-zags to 2n).
+_LENGTHS = _TAIL[::2]
 
 
 def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bytes] | None:
@@ -109,7 +110,7 @@ def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
             lines += [
                 f"{indent}data = value.encode()",
                 f"{indent}size = len(data)",
-                f"{indent}add(LENGTHS[size] if size < {len(_VARINT)} else write_long(size))",
+                f"{indent}add(LENGTHS[size] if size < {len(_LENGTHS)} else write_long(size))",
                 f"{indent}add(data)",
             ]
         elif kind == "boolean":
@@ -128,7 +129,7 @@ def compile_flat_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
             lines.append(f"{indent}add(write_long(int(value)))")
     lines.append("    return b''.join(parts)")
     names: dict[str, Any] = {
-        "LENGTHS": _VARINT,
+        "LENGTHS": _LENGTHS,
         "write_long": write_long,
         "NULL": b"\x00",
         "PRESENT": b"\x02",
