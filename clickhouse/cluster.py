@@ -44,6 +44,8 @@ SHARD_KEYS: dict[str, str] = {
     "id_state_by_group": "cityHash64(id)",
     "id_state_by_trait": "cityHash64(id)",
     "id_state_by_audience": "cityHash64(id)",
+    "id_mapping_kv": "cityHash64(id)",  # key-value mirrors, filled where their source's insert lands
+    "id_state_kv": "cityHash64(id)",
     "group_state": "cityHash64(group_id)",
     # audiences and computed traits
     "definitions": "cityHash64(key)",
@@ -63,6 +65,7 @@ _DB = r"(?P<db>`[^`]+`)"  # rendered: the backquoted database name
 _LEADING_COMMENTS = re.compile(r"^(?:\s*--[^\n]*\n|\s*/\*.*?\*/)*\s*", re.S)
 _CREATE_TABLE = re.compile(rf"^CREATE TABLE IF NOT EXISTS {_DB}\.(?P<table>\w+)(?P<rest>.*)$", re.S)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(?P<engine>\w*MergeTree)(?:\((?P<args>[^()]*)\))?")
+_KEY_VALUE = re.compile(r"ENGINE\s*=\s*EmbeddedRocksDB\b")
 _AS_TABLE = re.compile(r"^\s*AS (?P<db>`[^`]+`)\.(?P<source>\w+)")
 _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_DB}\.(?P<view>\w+)(?P<rest>.*)$", re.S)
 _CREATE_VIEW = re.compile(rf"^CREATE OR REPLACE VIEW {_DB}\.(?P<view>\w+)(?P<rest>.*)$", re.S)
@@ -109,14 +112,19 @@ def for_cluster(statement: str, cluster: str) -> list[str]:
 
 def _create_table(db: str, table: str, rest: str, on: str, cluster: str) -> list[str]:
     engine = _ENGINE.search(rest)
-    if engine is None:  # Memory and friends: one per server, nothing to share
+    key_value = _KEY_VALUE.search(rest) is not None
+    if engine is None and not key_value:  # Memory and friends: one per server, nothing to share
         return [f"CREATE TABLE IF NOT EXISTS {db}.{table} {on}{rest}"]
     if table not in SHARD_KEYS:
         raise ClusterError(f"table {table} has no shard key (clickhouse/cluster.py SHARD_KEYS)")
-    arguments = ZOOKEEPER_PATH + (f", {engine['args']}" if engine["args"] else "")
-    local = (
-        f"{rest[: engine.start()]}ENGINE = Replicated{engine['engine']}({arguments}){rest[engine.end() :]}"
-    )
+    if engine is None:
+        # A key-value mirror is local to each server (not replicated): its view fills it on the
+        # replica the source's insert reached (docs/scaling.md).
+        local = rest
+    else:
+        arguments = ZOOKEEPER_PATH + (f", {engine['args']}" if engine["args"] else "")
+        replicated = f"ENGINE = Replicated{engine['engine']}({arguments})"
+        local = f"{rest[: engine.start()]}{replicated}{rest[engine.end() :]}"
     local = _AS_TABLE.sub(lambda m: f" AS {m['db']}.{m['source']}{LOCAL}", local)
     return [
         f"CREATE TABLE IF NOT EXISTS {db}.{table}{LOCAL} {on}{local}",

@@ -120,6 +120,8 @@ _EVENT_ROWS = (
 #   Migration 0016 gives these tables the block columns patch parts need.
 # * "mutation": ``ALTER TABLE ... DELETE`` rewrites the parts at once: for person_recency, whose
 #   projection a lightweight delete would leave stale (it is one small row per person).
+# * "key-value": ``DELETE FROM`` a key-value mirror (migration 0018): its rows go at once, there
+#   are no parts to rewrite later, and every pass looks at the whole table (a point delete per id).
 MASKS: tuple[tuple[str, str, str], ...] = (
     ("events", _EVENT_ROWS, "lightweight"),
     ("events_by_person_time", _EVENT_ROWS, "lightweight"),
@@ -142,6 +144,8 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ("id_state_by_group", _ID_STATE, "lightweight"),
     ("id_state_by_trait", _ID_STATE, "lightweight"),
     ("id_state_by_audience", _ID_STATE, "lightweight"),
+    ("id_mapping_kv", _MAPPED, "key-value"),
+    ("id_state_kv", _ID_STATE, "key-value"),
     # Audiences and computed traits: values, membership history, and the messages still queued
     # for destinations (a sender delivers the log's rows after its cursor: masked ones never go).
     ("computed_changes", _COMPUTED, "lightweight"),
@@ -357,20 +361,22 @@ class Executor:
         """
         tables = self._existing_tables() - set(skip)
         fresh: dict[str, list[str]] = {}
-        if since is not None:  # only where something was written since
+        if since is not None:  # only where something was written since (mirrors have no parts)
             fresh = self._parts_after(since)
-            tables = tables & set(fresh)
+            tables = tables & (set(fresh) | {table for table, _, how in MASKS if how == "key-value"})
         parameters = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
         for table, condition, how in MASKS:
             if table not in tables:
                 continue
             where = condition.replace("{at}", AT)
-            if since is not None:
+            if since is not None and how != "key-value":
                 # ClickHouse picks the parts by name before reading anything.
                 where = f"({where}) AND _part IN {{fresh:Array(String)}}"
                 parameters = {**parameters, "fresh": fresh[table]}
             if how == "lightweight":
                 statement, settings = f"DELETE FROM {table} WHERE {where}", self._lightweight_settings()
+            elif how == "key-value":
+                statement, settings = f"DELETE FROM {table} WHERE {where}", {}
             else:
                 # Not waited for: readers of person_recency apply pending mutations on the fly
                 # (the people list sets apply_mutations_on_fly), so it is masked at once anyway.
@@ -569,7 +575,7 @@ class Executor:
                     self.client.command(
                         self._on_shards(f"ALTER TABLE {table} {step}"), settings={"mutations_sync": 2}
                     )
-            elif table in tables:
+            elif table in tables and how == "mutation":
                 name = f"{table}{LOCAL}" if self.settings.clickhouse_cluster else table
                 wait_for_mutations(self.client, name)
         done = now_micros()

@@ -4,9 +4,10 @@ list), ``groups``, ``audiences``. SQL is written and bound one way (``feedhouse.
 
 Tables are those of docs/schema.md, read with the deduplication recipes it prescribes:
 
-* **id -> profile**: ``argMax(profile_id, version)`` from ``id_mapping`` (an id without a row is
-  its own profile); **profile -> ids**: candidates from ``id_mapping_by_profile``, each verified
-  against its current mapping (stale rows are left behind when an id moves).
+* **id -> profile**: the key-value mirror ``id_mapping_kv`` (the newest row per id; an id
+  without a row is its own profile); **profile -> ids**: candidates from
+  ``id_mapping_by_profile``, each verified against its current mapping (stale rows are left
+  behind when an id moves). An id's current state: ``id_state_kv``.
 * **events**: one row per messageId, the newest receipt (``FINAL``, or ``argMax(...,
   received_at)`` grouped by the ordering key where only a few columns are needed: 2-3x cheaper
   than FINAL on small columns, measured at 10M events in 10 parts).
@@ -16,7 +17,8 @@ Tables are those of docs/schema.md, read with the deduplication recipes it presc
   ties broken by the larger id).
 
 Cost model measured on chDB (``python -m bench.read_api``): a fraction of a millisecond per
-query, a few per key lookup (one granule per part), and several of *analysis* for a query with
+query, a few per MergeTree key lookup (one granule per part; a key-value lookup is close to
+the floor), and several of *analysis* for a query with
 nested scalar subqueries or UNION branches. So the per-profile endpoints run a few simple
 queries (resolution: three key lookups; then one query per table) rather than one composite
 query, which measured slower. Aggregations over many profiles (search, groups, audiences) are

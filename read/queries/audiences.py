@@ -31,13 +31,12 @@ FROM
     ) AS entries
     LEFT JOIN
     (
-        SELECT id, argMax(profile_id, version) AS profile_id
-        FROM id_mapping
+        SELECT id, profile_id
+        FROM id_mapping_kv
         WHERE id IN
         (
             SELECT id FROM id_state_by_audience WHERE {audience:String} = '' OR audience = {audience:String}
         )
-        GROUP BY id
     ) AS mapping ON mapping.id = entries.id
     GROUP BY audience, profile_id
 )

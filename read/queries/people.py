@@ -60,10 +60,9 @@ WITH
         FROM (SELECT arrayJoin(keys) AS id) AS candidate
         LEFT JOIN
         (
-            SELECT id, argMax(profile_id, version) AS profile_id
-            FROM id_mapping
+            SELECT id, profile_id
+            FROM id_mapping_kv
             WHERE id IN (SELECT arrayJoin(keys))
-            GROUP BY id
         ) AS mapping ON mapping.id = candidate.id
     ) AS candidate_profiles,
 $members

@@ -1,8 +1,9 @@
 """One profile: which profile an id belongs to, every id of it, and the rows it is merged from.
 
-Resolution is three key lookups (id -> profile in ``id_mapping``; profile -> candidate ids in
-``id_mapping_by_profile``; each candidate checked against its current mapping, since an id that
-moved leaves a stale row behind). Measured on chDB, three simple queries beat one query chaining
+Resolution is three key lookups (id -> profile in the key-value mirror ``id_mapping_kv``;
+profile -> candidate ids in ``id_mapping_by_profile``; each candidate checked against its current
+mapping, since an id that moved leaves a stale row behind). Current states come from
+``id_state_kv`` (docs/schema.md). Measured on chDB, three simple queries beat one query chaining
 them as scalar subqueries (analysing nested subqueries costs more than a round trip).
 
 Also here: the SQL fragments other queries reuse to say "every id of these profiles" and "the
@@ -18,27 +19,24 @@ from clickhouse_connect.driver.client import Client
 
 from feedhouse.read.sql import compose, one, rows
 
-MAPPED_SQL = "SELECT argMax(profile_id, version) FROM id_mapping WHERE id = {id:String}"
+MAPPED_SQL = "SELECT any(profile_id) FROM id_mapping_kv WHERE id = {id:String}"
 CANDIDATES_SQL = "SELECT groupArray(id) FROM id_mapping_by_profile WHERE profile_id = {profile:String}"
-CURRENT_MAPPINGS_SQL = """
-SELECT id, argMax(profile_id, version) FROM id_mapping WHERE id IN {ids:Array(String)} GROUP BY id
-"""
+CURRENT_MAPPINGS_SQL = "SELECT id, profile_id FROM id_mapping_kv WHERE id IN {ids:Array(String)}"
 
 # An id is known when the identity workers mapped it, or events or state exist under it.
 KNOWN_SQL = """
 SELECT
-    (SELECT count() FROM id_mapping WHERE id = {id:String}) > 0
+    (SELECT count() FROM id_mapping_kv WHERE id = {id:String}) > 0
+    OR (SELECT count() FROM id_state_kv WHERE id = {id:String}) > 0
     OR (SELECT count() FROM events WHERE person_key = {id:String}) > 0
-    OR (SELECT count() FROM id_state WHERE id = {id:String}) > 0
 """
 
 # Fragment: the current state row of each id in ``$ids`` (an array parameter, or a subquery in
 # parentheses), one row per id; ``state`` = (traits, trait_times, group_id, group_time, audiences).
 CURRENT_STATE = """
-    SELECT id, argMax((traits, trait_times, group_id, group_time, audiences), version) AS state
-    FROM id_state
+    SELECT id, (traits, trait_times, group_id, group_time, audiences) AS state
+    FROM id_state_kv
     WHERE id IN $ids
-    GROUP BY id
 """
 
 # Fragment, a WITH item named ``members``: (ids, their profile ids) of every id of the profiles
@@ -52,15 +50,14 @@ MEMBERS_OF = """
             SELECT DISTINCT id, profile_id
             FROM
             (
-                SELECT id, argMax(profile_id, version) AS profile_id
-                FROM id_mapping
+                SELECT id, profile_id
+                FROM id_mapping_kv
                 WHERE id IN
                 (
                     SELECT id FROM id_mapping_by_profile
                     WHERE profile_id IN (SELECT arrayJoin($profiles))
                 )
-                GROUP BY id
-                HAVING profile_id IN (SELECT arrayJoin($profiles))
+                AND profile_id IN (SELECT arrayJoin($profiles))
                 UNION ALL
                 SELECT arrayJoin($profiles) AS id, id AS profile_id
             )

@@ -48,10 +48,9 @@ WITH
         FROM (SELECT arrayJoin(candidate_ids) AS id) AS candidate
         LEFT JOIN
         (
-            SELECT id, argMax(profile_id, version) AS profile_id
-            FROM id_mapping
+            SELECT id, profile_id
+            FROM id_mapping_kv
             WHERE id IN (SELECT arrayJoin(candidate_ids))
-            GROUP BY id
         ) AS mapping ON mapping.id = candidate.id
     ) AS candidate_profiles,
     -- Every id of those profiles.
@@ -177,11 +176,9 @@ SELECT
         SELECT groupArray(id)
         FROM
         (
-            SELECT id, argMax(profile_id, version) AS profile_id
-            FROM id_mapping
-            WHERE id IN (SELECT arrayJoin(scanned))
-            GROUP BY id
-            HAVING profile_id != id
+            SELECT id, profile_id
+            FROM id_mapping_kv
+            WHERE id IN (SELECT arrayJoin(scanned)) AND profile_id != id
         )
     ) AS merged_away
 """

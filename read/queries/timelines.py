@@ -140,10 +140,9 @@ WITH
         SELECT CAST((groupArray(id), groupArray(profile_id)), 'Map(String, String)')
         FROM
         (
-            SELECT id, argMax(profile_id, version) AS profile_id
-            FROM id_mapping
+            SELECT id, profile_id
+            FROM id_mapping_kv
             WHERE id IN {person_keys:Array(String)}
-            GROUP BY id
         )
     ) AS profiles
 SELECT $columns, if(profiles[person_key] = '', person_key, profiles[person_key]) AS profile_id

@@ -28,19 +28,20 @@ def in_cluster() -> list[str]:
     return [s for m in discover() for s in statements(m.up, "fh", "events_cluster")]
 
 
-def merge_tree_tables() -> dict[str, str]:
-    """table -> its CREATE statement, for the MergeTree family tables of the migrations."""
+def sharded_tables() -> dict[str, str]:
+    """table -> its CREATE statement, for the tables cluster mode shards: the MergeTree family
+    and the key-value mirrors."""
     found = {}
     for statement in single_node():
         name = CREATE.search(statement)
         engine = ENGINE.search(statement)
-        if name and engine and engine.group(1).endswith("MergeTree"):
+        if name and engine and engine.group(1).endswith(("MergeTree", "EmbeddedRocksDB")):
             found[name.group(1)] = statement
     return found
 
 
-def test_every_merge_tree_table_has_a_shard_key_over_its_own_columns() -> None:
-    tables = merge_tree_tables()
+def test_every_sharded_table_has_a_shard_key_over_its_own_columns() -> None:
+    tables = sharded_tables()
     assert set(tables) <= set(SHARD_KEYS), f"no shard key for {sorted(set(tables) - set(SHARD_KEYS))}"
     for table, statement in tables.items():
         source = re.search(r"AS `fh`\.(\w+)", statement)
@@ -59,11 +60,13 @@ def test_a_view_writes_to_a_table_sharded_like_its_source() -> None:
 
 def test_cluster_mode_rewrites_every_statement_on_the_cluster() -> None:
     generated = in_cluster()
-    tables = merge_tree_tables()
+    tables = sharded_tables()
     for statement in generated:
         if statement.lstrip().startswith(("CREATE", "DROP")):
             assert "ON CLUSTER 'events_cluster'" in statement, statement[:120]
-        assert not re.search(r"ENGINE = (?!Replicated|Distributed|Memory)\w+", statement), statement[:200]
+        assert not re.search(r"ENGINE = (?!Replicated|Distributed|Memory|EmbeddedRocksDB)\w+", statement), (
+            statement[:200]
+        )
     distributed = {re.search(r"`fh`\.(\w+) ON", s).group(1) for s in generated if "Distributed(" in s}  # type: ignore[union-attr]
     assert distributed == set(tables)
     local = {m.group(1) for s in generated if (m := re.search(r"`fh`\.(\w+)_local ON CLUSTER", s))}
@@ -82,6 +85,23 @@ def test_the_events_table_as_generated() -> None:
         "CREATE TABLE IF NOT EXISTS `fh`.events ON CLUSTER 'c1' AS `fh`.events_local"
         " ENGINE = Distributed('c1', `fh`, 'events_local', cityHash64(person_key))"
     )
+
+
+def test_a_key_value_mirror_is_local_to_each_server_behind_a_distributed_table() -> None:
+    mirror = next(m for m in discover() if m.name == "key_value_state")
+    generated = [
+        s for statement in split_statements(render(mirror.up, "fh")) for s in for_cluster(statement, "c1")
+    ]
+    local, distributed = generated[0], generated[1]
+    assert local.startswith("CREATE TABLE IF NOT EXISTS `fh`.id_mapping_kv_local ON CLUSTER 'c1'")
+    assert "ENGINE = EmbeddedRocksDB" in local and "Replicated" not in local
+    assert distributed == (
+        "CREATE TABLE IF NOT EXISTS `fh`.id_mapping_kv ON CLUSTER 'c1' AS `fh`.id_mapping_kv_local"
+        " ENGINE = Distributed('c1', `fh`, 'id_mapping_kv_local', cityHash64(id))"
+    )
+    view = generated[2]
+    assert "TO `fh`.id_mapping_kv_local AS" in view
+    assert "FROM `fh`.id_mapping_local" in view and "JOIN `fh`.id_mapping_kv_local AS stored" in view
 
 
 def test_views_read_and_write_local_tables() -> None:

@@ -1,0 +1,53 @@
+"""The key-value mirrors of id_mapping and id_state (migration 0018): always the newest version
+per id, whatever order the versions arrive in, the same answer as argMax over the source."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+MIRRORED_MAPPINGS = """
+SELECT source.id, source.profile, source.newest, mirror.profile_id, mirror.version
+FROM (SELECT id, argMax(profile_id, version) AS profile, max(version) AS newest
+      FROM id_mapping GROUP BY id) AS source
+FULL OUTER JOIN id_mapping_kv AS mirror ON mirror.id = source.id
+ORDER BY source.id
+"""
+
+
+def mapping(client: Client, rows: list[tuple[str, str, int]]) -> None:
+    client.insert(
+        "id_mapping",
+        [[i, profile, version, [], AT] for i, profile, version in rows],
+        column_names=["id", "profile_id", "version", "conflicts", "updated_at"],
+    )
+
+
+def test_the_mapping_mirror_keeps_the_newest_version_in_any_order(clickhouse: Client) -> None:
+    mapping(clickhouse, [("a", "p1", 1), ("a", "p3", 3), ("a", "p2", 2), ("b", "b", 0)])
+    mapping(clickhouse, [("a", "p0", 0), ("b", "p5", 5)])  # older for a, newer for b
+    mapping(clickhouse, [("b", "p4", 4), ("c", "c", 7)])
+    found = clickhouse.query("SELECT id, profile_id, version FROM id_mapping_kv ORDER BY id").result_rows
+    assert found == [("a", "p3", 3), ("b", "p5", 5), ("c", "c", 7)], found
+    for row in clickhouse.query(MIRRORED_MAPPINGS).result_rows:
+        assert row[1:3] == row[3:5], (
+            f"source (profile, version) {row[1:3]} but mirror {row[3:5]} for {row[0]}"
+        )
+
+
+def test_the_state_mirror_keeps_the_newest_state_in_any_order(clickhouse: Client) -> None:
+    columns = ["id", "traits", "trait_times", "group_id", "group_time", "audiences", "version", "updated_at"]
+
+    def state(version: int, plan: str, group: str) -> list[object]:
+        return ["ann", f'{{"plan":"{plan}"}}', "{}", group, AT if group else None, "{}", version, AT]
+
+    clickhouse.insert("id_state", [state(2, "pro", "g1"), state(1, "free", "")], column_names=columns)
+    clickhouse.insert("id_state", [state(0, "trial", "")], column_names=columns)
+    found = clickhouse.query("SELECT traits, group_id, version FROM id_state_kv WHERE id = 'ann'").result_rows
+    assert found == [('{"plan":"pro"}', "g1", 2)], found
+    clickhouse.insert("id_state", [state(3, "team", "")], column_names=columns)
+    found = clickhouse.query("SELECT traits, group_id, version FROM id_state_kv WHERE id = 'ann'").result_rows
+    assert found == [('{"plan":"team"}', "", 3)], found
