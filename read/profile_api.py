@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 from feedhouse import metrics
 from feedhouse.auth import READ, Tokens
 from feedhouse.http import HttpError, json_response
+from feedhouse.read import matching
 from feedhouse.read.model import classify_ids, iso, json_value, merge_states
 from feedhouse.read.params import (
     EVENT_CURSOR,
@@ -41,7 +42,7 @@ from feedhouse.read.params import (
     encode_cursor,
     invalid,
 )
-from feedhouse.read.queries import identifiers, people, profiles, search, timelines
+from feedhouse.read.queries import identifiers, profiles, search, timelines
 from feedhouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,12 @@ class Located:
 def locate(client: Client, kind: str, value: str) -> Located:
     """The profile ``kind:value`` names, or 404: the value must have been seen as that kind."""
     if kind == "email":
-        matches = search.matching_profiles(client, search.ProfileQuery(traits=(("email", value),)), "", 50)[1]
-        if not matches:
+        found = matching.selective_matches(client, search.ProfileQuery(traits=(("email", value),)))
+        if not found:  # none, or so many ids share it that it names nobody in particular
             raise profile_not_found()
         # Several profiles may share an email (Feedhouse merges by userId, not email): the most
         # recently active one answers.
-        value = people.rank_by_last_seen(client, matches)[0].profile_id
+        value = found[0].profile_id
     resolution = profiles.resolve(client, value)
     rows = profiles.profile_rows(client, resolution.ids)
     if kind != "email":

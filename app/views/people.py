@@ -24,11 +24,12 @@ from feedhouse.app.security import harden
 from feedhouse.app.session import Session
 from feedhouse.app.templates import urlpart
 from feedhouse.app.views.common import AppContext, filled, query_without, wants_json
+from feedhouse.read import matching
+from feedhouse.read.matching import SELECTIVE
 from feedhouse.read.model import iso, merge_states
 from feedhouse.read.params import RECENCY_CURSOR, Params, encode_cursor
 from feedhouse.read.queries import people, profiles, search
 
-SELECTIVE = 2000
 PARAMS = ("q", "group", "audience", "cursor", "limit", "format")
 
 
@@ -79,17 +80,21 @@ def find(
     if not query:
         found, after = people.recent_profiles(client, before, limit)
         return rows_for(client, found), after, None
-    if search.candidate_count(client, query) <= SELECTIVE:
-        total, matches = search.matching_profiles(client, query, "", SELECTIVE + 1)
-        ranked = people.rank_by_last_seen(client, matches)
-        if before is not None:
-            ranked = [p for p in ranked if p.position < before]
+    selected = matching.selective_matches(client, query, SELECTIVE)
+    if selected is not None:
+        ranked = [m for m in selected if before is None or m.position < before]
         page = ranked[:limit]
         after = page[-1].position if len(ranked) > limit else None
-        return rows_for(client, page), after, total
-    found, after = people.recent_profiles(
-        client, before, limit, keep=lambda candidates: search.matching_among(client, query, candidates)
-    )
+        shown = [
+            Person(m.profile_id, m.merged.traits, m.merged.group_id, m.position[0] or None) for m in page
+        ]
+        return shown, after, len(selected)
+
+    def keep(members: dict[str, list[str]]) -> set[str]:
+        merged = matching.merged_states(client, members)
+        return {profile for profile, state in merged.items() if matching.matches(query, state)}
+
+    found, after = people.recent_profiles(client, before, limit, keep=keep)
     return rows_for(client, found), after, None
 
 

@@ -14,8 +14,8 @@ here is the newest time carried by any received copy of any event of the profile
 
 A predicate on merged state (:class:`feedhouse.read.queries.search.ProfileQuery`) may filter
 the walk: that is how a common trait value (``plan=pro``) pages by last seen without counting
-every match. Selective filters (an email) are faster from the lookup tables: see
-:func:`rank_by_last_seen`.
+every match. Selective filters (an email) are faster from the lookup tables
+(``feedhouse.read.matching``), ranked with :func:`last_seen`.
 
 A deletion removes a person's ``person_recency`` rows with a mutation it does not wait for
 (privacy/executor.py): these queries apply pending mutations on the fly, so the person is gone
@@ -30,80 +30,33 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.clickhouse.tables import MAX_MICROS
-from feedhouse.read.queries.profiles import MEMBERS_OF
-from feedhouse.read.sql import compose, one
+from feedhouse.read.queries.profiles import members_of
+from feedhouse.read.sql import rows
 
-# One round of the walk in one query (round trips cost more than analysing the scalars): the next
-# rows of person_recency below the cursor, every id of the profiles they resolve to (verified,
-# MEMBERS_OF), and the newest event time of each of those ids and of the scanned person_keys.
-ROUND_SQL = compose(
-    """
-WITH
-    (
-        SELECT groupArray((ts, key))
-        FROM
-        (
-            SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key AS key
-            FROM person_recency
-            -- The plain bound on last_seen makes ClickHouse read the by_recency projection.
-            WHERE last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
-              AND ({first_page:UInt8} = 1
-                   OR (last_seen, person_key)
-                      < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
-            ORDER BY last_seen DESC, person_key DESC
-            LIMIT {limit:UInt32}
-        )
-    ) AS scanned,
-    arrayDistinct(arrayMap(row -> row.2, scanned)) AS keys,
-    (
-        SELECT groupUniqArray(if(mapping.profile_id = '', candidate.id, mapping.profile_id))
-        FROM (SELECT arrayJoin(keys) AS id) AS candidate
-        LEFT JOIN
-        (
-            SELECT id, profile_id
-            FROM id_mapping_kv
-            WHERE id IN (SELECT arrayJoin(keys))
-        ) AS mapping ON mapping.id = candidate.id
-    ) AS candidate_profiles,
-$members
-SELECT
-    scanned,
-    members,
-    (
-        SELECT groupArray((person_key, ts))
-        FROM
-        (
-            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
-            FROM person_recency
-            WHERE person_key IN (SELECT arrayJoin(arrayConcat(members.1, keys)))
-            GROUP BY person_key
-        )
-    ) AS seen
+# The next rows of person_recency below the cursor. A round of the walk is this, then the scanned
+# person_keys' profiles and all their ids (``profiles.members_of``), then the newest event time
+# of each of those ids (:data:`SEEN_SQL`): simple key lookups, cheaper in chDB than one query
+# chaining them as nested subqueries (bench.read_api).
+SCAN_SQL = """
+SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key
+FROM person_recency
+-- The plain bound on last_seen makes ClickHouse read the by_recency projection.
+WHERE last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+  AND ({first_page:UInt8} = 1
+       OR (last_seen, person_key) < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
+ORDER BY last_seen DESC, person_key DESC
+LIMIT {limit:UInt32}
 SETTINGS apply_mutations_on_fly = 1
-""",
-    members=compose(MEMBERS_OF, profiles="candidate_profiles"),
-)
+"""
 
-# Every id of the given profiles and each id's newest event time, in one query.
-RANK_SQL = compose(
-    """
-WITH $members
-SELECT
-    members,
-    (
-        SELECT groupArray((person_key, ts))
-        FROM
-        (
-            SELECT person_key, toUnixTimestamp64Micro(max(last_seen)) AS ts
-            FROM person_recency
-            WHERE person_key IN (SELECT arrayJoin(members.1))
-            GROUP BY person_key
-        )
-    ) AS seen
+# Each id's newest event time (ids never seen are absent).
+SEEN_SQL = """
+SELECT person_key, toUnixTimestamp64Micro(max(last_seen))
+FROM person_recency
+WHERE person_key IN (SELECT arrayJoin({ids:Array(String)}))
+GROUP BY person_key
 SETTINGS apply_mutations_on_fly = 1
-""",
-    members=compose(MEMBERS_OF, profiles="{profiles:Array(String)}"),
-)
+"""
 
 MAX_SCAN = 8192  # candidates in one round at most
 Position = tuple[int, str]  # (last seen in epoch µs, id): the keyset position of a row
@@ -123,13 +76,14 @@ def recent_profiles(
     client: Client,
     before: Position | None,
     limit: int,
-    keep: Callable[[list[str]], set[str]] | None = None,
+    keep: Callable[[dict[str, list[str]]], set[str]] | None = None,
 ) -> tuple[list[RecentProfile], Position | None]:
     """The next ``limit`` profiles below ``before``, newest activity first; and the next cursor.
 
-    ``keep`` (optional) is given a round's candidate profile ids and returns those to show (a
-    filter on merged state). The cursor is the position of the last row *scanned*, so pages
-    neither repeat nor skip; it is None when the table is exhausted.
+    ``keep`` (optional) is given a round's candidate profiles (profile id -> its ids) and returns
+    those to show (a filter on merged state, ``feedhouse.read.matching``). The cursor is the
+    position of the last row *scanned*, so pages neither repeat nor skip; it is None when the
+    table is exhausted.
     """
     found: list[RecentProfile] = []
     cursor = before
@@ -142,9 +96,9 @@ def recent_profiles(
         needed = limit - len(found)
         scan = min(MAX_SCAN, (needed * 8 if keep else needed + needed // 2 + 8) << min(rounds, 8))
         rounds += 1
-        scanned, (member_ids, owners), seen_pairs = one(
+        scanned = rows(
             client,
-            ROUND_SQL,
+            SCAN_SQL,
             first_page=1 if cursor is None else 0,
             before_ts=cursor[0] if cursor else MAX_MICROS,
             before_key=cursor[1] if cursor else "",
@@ -153,14 +107,12 @@ def recent_profiles(
         candidates = [(int(ts), str(key)) for ts, key in scanned]
         if not candidates:
             return found, None
-        seen = {str(key): int(ts) for key, ts in seen_pairs}
-        owner = {str(i): str(p) for i, p in zip(member_ids, owners, strict=True)}
-        ids: dict[str, list[str]] = {}
-        for identifier, profile in owner.items():
-            ids.setdefault(profile, []).append(identifier)
+        ids = members_of(client, list(dict.fromkeys(key for _, key in candidates)))
+        owner = {identifier: profile for profile, members in ids.items() for identifier in members}
+        seen = last_seen(client, list(owner))
         current = [(ts, key) for ts, key in candidates if seen.get(key) == ts]
-        profiles = sorted({owner.get(key, key) for _, key in current})
-        wanted = keep(profiles) if keep and profiles else set(profiles)
+        listed = sorted({owner.get(key, key) for _, key in current})
+        wanted = keep({p: ids.get(p) or [p] for p in listed}) if keep and listed else set(listed)
         for ts, key in current:
             profile = owner.get(key, key)
             if profile not in wanted:
@@ -178,20 +130,8 @@ def recent_profiles(
     return found, cursor
 
 
-def rank_by_last_seen(client: Client, profiles: Sequence[str]) -> list[RecentProfile]:
-    """``profiles`` (a selective search's matches) newest activity first; never seen ones last."""
-    if not profiles:
-        return []
-    (member_ids, owners), seen_pairs = one(client, RANK_SQL, profiles=list(profiles))
-    seen = {str(key): int(ts) for key, ts in seen_pairs}
-    members: dict[str, list[str]] = {profile: [] for profile in profiles}
-    for identifier, owner in zip(member_ids, owners, strict=True):
-        if owner in members and identifier not in members[owner]:
-            members[owner].append(str(identifier))
-    ranked = []
-    for profile in profiles:
-        ids = members.get(profile) or [profile]
-        times = [(seen[i], i) for i in ids if i in seen]
-        best = max(times) if times else (0, profile)
-        ranked.append(RecentProfile(profile, best[0], tuple(sorted(ids)), best))
-    return sorted(ranked, key=lambda p: p.position, reverse=True)
+def last_seen(client: Client, ids: Sequence[str]) -> dict[str, int]:
+    """id -> its newest event time (epoch µs), for those of ``ids`` that have events."""
+    if not ids:
+        return {}
+    return {str(key): int(ts) for key, ts in rows(client, SEEN_SQL, ids=sorted(set(ids)))}

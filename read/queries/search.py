@@ -246,24 +246,16 @@ def profile_summaries(client: Client, profile_ids: Sequence[str]) -> ProfileSumm
     return ProfileSummaryRows(states, last_seen)
 
 
-# How many lookup rows the most selective filter has (stale rows included: an upper bound on
-# its matches), to choose between verifying every candidate and walking people by last seen.
-CANDIDATE_COUNT_SQL = {
-    name: f"SELECT count() FROM ({candidates})"
+# Candidate ids of the most selective filter (stale lookup rows included), at most {limit}: the
+# people searches verify them on merged state (feedhouse.read.matching).
+CANDIDATE_IDS_SQL = {
+    name: f"SELECT DISTINCT id FROM ({candidates}) LIMIT {{limit:UInt32}}"
     for name, candidates in (
         ("trait", CANDIDATES_BY_TRAIT),
         ("group", CANDIDATES_BY_GROUP),
         ("audience", CANDIDATES_BY_AUDIENCE),
     )
 }
-
-# The same verification as matching_profiles, for given canonical profile ids.
-_MATCHING_AMONG = compose(
-    MATCHING_PROFILES,
-    candidates="SELECT arrayJoin({profiles:Array(String)}) AS id",
-    members=compose(MEMBERS_OF, profiles="candidate_profiles"),
-    member_states=_MEMBER_STATES,
-)
 
 
 def _selective(query: ProfileQuery) -> str:
@@ -285,16 +277,7 @@ def _bound(query: ProfileQuery) -> dict[str, object]:
     }
 
 
-def candidate_count(client: Client, query: ProfileQuery) -> int:
-    """An upper bound on the profiles matching ``query`` (one key-range count)."""
-    return int(one(client, CANDIDATE_COUNT_SQL[_selective(query)], **_bound(query))[0])
-
-
-def matching_among(client: Client, query: ProfileQuery, profiles: Sequence[str]) -> set[str]:
-    """Those of ``profiles`` (canonical ids) whose merged state matches ``query``."""
-    if not profiles:
-        return set()
-    _, page = one(
-        client, _MATCHING_AMONG, profiles=list(profiles), after="", limit=len(profiles), **_bound(query)
-    )
-    return set(page)
+def candidate_ids(client: Client, query: ProfileQuery, limit: int) -> list[str]:
+    """Up to ``limit`` candidate ids of ``query``'s most selective filter (one key range)."""
+    found = rows(client, CANDIDATE_IDS_SQL[_selective(query)], **_bound(query), limit=limit)
+    return [str(identifier) for (identifier,) in found]
