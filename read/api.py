@@ -53,7 +53,8 @@ from starlette.routing import BaseRoute, Route
 
 from feedhouse.auth import ADMIN, READ, Tokens, bearer_token
 from feedhouse.http import Handler, HttpError, guarded, json_response
-from feedhouse.read.model import event_json, json_value, profile_json, summary_json
+from feedhouse.read import matching
+from feedhouse.read.model import event_json, json_value, merged_summary_json, profile_json, summary_json
 from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor, invalid
 from feedhouse.read.profile_api import profile_api_routes
 from feedhouse.read.queries import audiences, groups, profiles, search, timelines
@@ -239,6 +240,12 @@ def _search(
 ) -> tuple[int | None, list[dict[str, Any]]]:
     total: int | None
     if query:
+        selected = matching.selective_matches(client, query)
+        if selected is not None:  # few candidates: verified here, in id order
+            ordered = sorted(selected, key=lambda match: match.profile_id)
+            shown = [match for match in ordered if match.profile_id > after][:limit]
+            summaries = [merged_summary_json(m.profile_id, m.merged, m.position[0] or None) for m in shown]
+            return len(ordered), summaries
         total, page = search.matching_profiles(client, query, after, limit)
     else:
         total, page = None, search.list_profiles(client, after, limit)

@@ -220,5 +220,9 @@ def profile_json(
 
 def summary_json(profile_id: str, states: Iterable[IdStateRow], last_seen: int | None) -> dict[str, Any]:
     """The compact profile of lists and searches: ``{"id", "traits", "groupId", "lastSeen"}``."""
-    merged = merge_states(states)
+    return merged_summary_json(profile_id, merge_states(states), last_seen)
+
+
+def merged_summary_json(profile_id: str, merged: MergedState, last_seen: int | None) -> dict[str, Any]:
+    """:func:`summary_json` of a state merged already."""
     return {"id": profile_id, "traits": merged.traits, "groupId": merged.group_id, "lastSeen": iso(last_seen)}

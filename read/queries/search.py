@@ -147,8 +147,9 @@ def matching_profiles(client: Client, query: ProfileQuery, after: str, limit: in
     return int(total), list(page)
 
 
-# Every profile, by canonical id: ids from the three places an id can be known, in id order,
-# each kept when it resolves to itself.
+# Every profile, by canonical id: ids from the three places an id can be known (events through
+# person_recency, which a deletion masks with a mutation: applied on the fly), in id order, each
+# kept when it resolves to itself.
 LIST_PROFILES_SQL = """
 WITH
     (
@@ -158,7 +159,8 @@ WITH
             SELECT id
             FROM
             (
-                (SELECT DISTINCT person_key AS id FROM events WHERE person_key > {after:String}
+                -- person_recency: one row per person_key of events, 10x fewer rows than events.
+                (SELECT DISTINCT person_key AS id FROM person_recency WHERE person_key > {after:String}
                  ORDER BY person_key LIMIT {scan:UInt32})
                 UNION ALL
                 (SELECT DISTINCT id FROM id_mapping WHERE id > {after:String} ORDER BY id LIMIT {scan:UInt32})
@@ -181,6 +183,7 @@ SELECT
             WHERE id IN (SELECT arrayJoin(scanned)) AND profile_id != id
         )
     ) AS merged_away
+SETTINGS apply_mutations_on_fly = 1
 """
 
 
