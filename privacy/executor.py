@@ -103,6 +103,12 @@ WHERE current.3 IS NULL
 
 _MAPPED = "(id IN {ids:Array(String)} OR profile_id IN {ids:Array(String)}) AND updated_at <= {at}"
 _ID_STATE = "id IN {ids:Array(String)} AND updated_at <= {at}"
+# The mirrors are deleted from by key (a condition on another column reads the whole table):
+# ``related`` is every id mapped to the deleted profiles, looked up before the pass's deletes.
+_MAPPED_BY_KEY = f"id IN {{related:Array(String)}} AND {_MAPPED}"
+RELATED_SQL = """
+SELECT DISTINCT id FROM id_mapping_by_profile WHERE profile_id IN (SELECT arrayJoin({ids:Array(String)}))
+"""
 _COMPUTED = (
     "(profile_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)}"
     " OR anonymous_id IN {ids:Array(String)}) AND ({forever:UInt8} = 1 OR changed_at <= {at})"
@@ -120,9 +126,12 @@ _EVENT_ROWS = (
 #   Migration 0016 gives these tables the block columns patch parts need.
 # * "mutation": ``ALTER TABLE ... DELETE`` rewrites the parts at once: for person_recency, whose
 #   projection a lightweight delete would leave stale (it is one small row per person).
-# * "key-value": ``DELETE FROM`` a key-value mirror (migration 0018): its rows go at once, there
-#   are no parts to rewrite later, and every pass looks at the whole table (a point delete per id).
+# * "key-value": ``DELETE FROM`` a key-value mirror (migration 0018), by key: its rows go at
+#   once, there are no parts to rewrite later, and every pass deletes from it again. First in
+#   the list, since the ids related to a deleted profile are found in id_mapping_by_profile.
 MASKS: tuple[tuple[str, str, str], ...] = (
+    ("id_mapping_kv", _MAPPED_BY_KEY, "key-value"),
+    ("id_state_kv", _ID_STATE, "key-value"),
     ("events", _EVENT_ROWS, "lightweight"),
     ("events_by_person_time", _EVENT_ROWS, "lightweight"),
     ("events_by_time", _EVENT_ROWS, "lightweight"),
@@ -144,8 +153,6 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ("id_state_by_group", _ID_STATE, "lightweight"),
     ("id_state_by_trait", _ID_STATE, "lightweight"),
     ("id_state_by_audience", _ID_STATE, "lightweight"),
-    ("id_mapping_kv", _MAPPED, "key-value"),
-    ("id_state_kv", _ID_STATE, "key-value"),
     # Audiences and computed traits: values, membership history, and the messages still queued
     # for destinations (a sender delivers the log's rows after its cursor: masked ones never go).
     ("computed_changes", _COMPUTED, "lightweight"),
@@ -364,7 +371,10 @@ class Executor:
         if since is not None:  # only where something was written since (mirrors have no parts)
             fresh = self._parts_after(since)
             tables = tables & (set(fresh) | {table for table, _, how in MASKS if how == "key-value"})
-        parameters = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
+        parameters: dict[str, Any] = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
+        if "id_mapping_kv" in tables:
+            related = {str(i) for (i,) in rows(self.client, RELATED_SQL, ids=ids)}
+            parameters["related"] = sorted(related | set(ids))
         for table, condition, how in MASKS:
             if table not in tables:
                 continue
