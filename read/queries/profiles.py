@@ -106,7 +106,7 @@ def members_of(client: Client, ids: Sequence[str]) -> dict[str, list[str]]:
     candidates = [(str(p), str(i)) for p, i in rows(client, CANDIDATES_OF_SQL, profiles=sorted(members))]
     others = sorted({i for _, i in candidates} - set(members))
     current = {str(i): str(p) for i, p in rows(client, CURRENT_MAPPINGS_SQL, ids=others)} if others else {}
-    for profile, identifier in sorted(candidates):
+    for profile, identifier in sorted(set(candidates)):  # an unmerged part may repeat a row
         if identifier not in members and current.get(identifier) == profile:
             members[profile].append(identifier)
     return {profile: [profile, *others_of] for profile, others_of in members.items()}

@@ -51,3 +51,14 @@ def test_the_state_mirror_keeps_the_newest_state_in_any_order(clickhouse: Client
     clickhouse.insert("id_state", [state(3, "team", "")], column_names=columns)
     found = clickhouse.query("SELECT traits, group_id, version FROM id_state_kv WHERE id = 'ann'").result_rows
     assert found == [('{"plan":"team"}', "", 3)], found
+
+
+def test_a_profiles_ids_are_listed_once_whatever_the_unmerged_rows(clickhouse: Client) -> None:
+    from feedhouse.read.queries.profiles import members_of
+
+    mapping(clickhouse, [("anon", "ann", 1)])
+    mapping(clickhouse, [("anon", "ann", 2), ("ann", "ann", 1)])  # a second part repeats (ann, anon)
+    mapping(clickhouse, [("old", "bob", 1)])
+    mapping(clickhouse, [("old", "ann", 2)])  # moved: (bob, old) stays behind, stale
+    found = members_of(clickhouse, ["anon", "old"])
+    assert found == {"ann": ["ann", "anon", "old"]}, found
