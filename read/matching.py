@@ -79,8 +79,6 @@ def selective_matches(
     seen = people.last_seen(client, [i for ids in wanted.values() for i in ids])
     found = []
     for profile, ids in wanted.items():
-        times = [(seen[i], i) for i in ids if i in seen]
-        found.append(
-            Match(profile, tuple(sorted(ids)), merged[profile], max(times) if times else (0, profile))
-        )
+        position = people.newest(ids, seen) or (0, profile)
+        found.append(Match(profile, tuple(sorted(ids)), merged[profile], position))
     return sorted(found, key=lambda match: match.position, reverse=True)

@@ -118,8 +118,7 @@ def recent_profiles(
             if profile not in wanted:
                 continue
             members = ids.get(profile) or [profile]
-            times = [(seen[i], i) for i in members if i in seen]
-            if not times or max(times) != (ts, key):
+            if newest(members, seen) != (ts, key):
                 continue  # another id of this profile is more recent: the profile is listed there
             found.append(RecentProfile(profile, ts, tuple(sorted(members)), (ts, key)))
             if len(found) == limit:
@@ -128,6 +127,11 @@ def recent_profiles(
             return found, None
         cursor = candidates[-1]
     return found, cursor
+
+
+def newest(ids: Sequence[str], seen: dict[str, int]) -> Position | None:
+    """The position of a profile's most recent id (ties: the larger id); None if none was seen."""
+    return max(((seen[i], i) for i in ids if i in seen), default=None)
 
 
 def last_seen(client: Client, ids: Sequence[str]) -> dict[str, int]:
