@@ -36,6 +36,7 @@ SHARD_KEYS: dict[str, str] = {
     "events_by_person_time": "cityHash64(person_key)",
     "events_by_time": "cityHash64(person_key)",
     "person_recency": "cityHash64(person_key)",
+    "person_seen_kv": "cityHash64(person_key)",  # a key-value mirror, filled where events land
     "rejected_events": "rand()",  # plain MergeTree: nothing collapses
     # identity, sharded by id
     "id_mapping": "cityHash64(id)",

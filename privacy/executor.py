@@ -109,6 +109,7 @@ _MAPPED_BY_KEY = f"id IN {{related:Array(String)}} AND {_MAPPED}"
 RELATED_SQL = """
 SELECT DISTINCT id FROM id_mapping_by_profile WHERE profile_id IN (SELECT arrayJoin({ids:Array(String)}))
 """
+_LAST_SEEN = "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR last_seen <= {at})"
 _COMPUTED = (
     "(profile_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)}"
     " OR anonymous_id IN {ids:Array(String)}) AND ({forever:UInt8} = 1 OR changed_at <= {at})"
@@ -132,14 +133,11 @@ _EVENT_ROWS = (
 MASKS: tuple[tuple[str, str, str], ...] = (
     ("id_mapping_kv", _MAPPED_BY_KEY, "key-value"),
     ("id_state_kv", _ID_STATE, "key-value"),
+    ("person_seen_kv", _LAST_SEEN, "key-value"),
     ("events", _EVENT_ROWS, "lightweight"),
     ("events_by_person_time", _EVENT_ROWS, "lightweight"),
     ("events_by_time", _EVENT_ROWS, "lightweight"),
-    (
-        "person_recency",
-        "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR last_seen <= {at})",
-        "mutation",
-    ),
+    ("person_recency", _LAST_SEEN, "mutation"),
     (
         "rejected_events",
         "(JSONExtractString(payload, 'userId') IN {ids:Array(String)}"

@@ -5,7 +5,8 @@ once merged, with a projection ordered by (last_seen, person_key). Until parts m
 of a person are still there, so a page walks the projection from the cursor down and keeps a
 row only when
 
-1. it is its person_key's newest time (``max(last_seen)`` by the table's own key), and
+1. it is its person_key's newest time (``person_seen_kv``, migration 0019: the greatest event
+   time per person_key, a key-value table), and
 2. that person_key is the most recent id of its profile (every id of the profile resolved
    through ``id_mapping`` with the ``MEMBERS_OF`` fragment; ties go to the larger id),
 
@@ -17,9 +18,10 @@ the walk: that is how a common trait value (``plan=pro``) pages by last seen wit
 every match. Selective filters (an email) are faster from the lookup tables
 (``feedhouse.read.matching``), ranked with :func:`last_seen`.
 
-A deletion removes a person's ``person_recency`` rows with a mutation it does not wait for
-(privacy/executor.py): these queries apply pending mutations on the fly, so the person is gone
-from the list at once.
+A deletion removes a person's ``person_seen_kv`` row at once and their ``person_recency`` rows
+with a mutation it does not wait for (privacy/executor.py): the scan applies pending mutations on
+the fly, and a row without a ``person_seen_kv`` time is never shown, so the person is gone from
+the list at once.
 """
 
 from __future__ import annotations
@@ -49,13 +51,11 @@ LIMIT {limit:UInt32}
 SETTINGS apply_mutations_on_fly = 1
 """
 
-# Each id's newest event time (ids never seen are absent).
+# Each id's newest event time (ids never seen are absent): key lookups in the mirror.
 SEEN_SQL = """
-SELECT person_key, toUnixTimestamp64Micro(max(last_seen))
-FROM person_recency
-WHERE person_key IN (SELECT arrayJoin({ids:Array(String)}))
-GROUP BY person_key
-SETTINGS apply_mutations_on_fly = 1
+SELECT person_key, toUnixTimestamp64Micro(last_seen)
+FROM person_seen_kv
+WHERE person_key IN {ids:Array(String)}
 """
 
 MAX_SCAN = 8192  # candidates in one round at most

@@ -1,5 +1,6 @@
 """The key-value mirrors of id_mapping and id_state (migration 0018): always the newest version
-per id, whatever order the versions arrive in, the same answer as argMax over the source."""
+per id, whatever order the versions arrive in, the same answer as argMax over the source; and
+person_seen_kv (migration 0019): each person_key's newest event time, however late events come."""
 
 from __future__ import annotations
 
@@ -62,3 +63,30 @@ def test_a_profiles_ids_are_listed_once_whatever_the_unmerged_rows(clickhouse: C
     mapping(clickhouse, [("old", "ann", 2)])  # moved: (bob, old) stays behind, stale
     found = members_of(clickhouse, ["anon", "old"])
     assert found == {"ann": ["ann", "anon", "old"]}, found
+
+
+def test_the_last_seen_mirror_keeps_the_newest_time_whatever_arrives_late(clickhouse: Client) -> None:
+    from feedhouse.read.queries.people import last_seen
+    from tests.support.offline_pipeline import OfflinePipeline
+
+    def flush(*calls: tuple[str, str, str]) -> None:
+        pipeline = OfflinePipeline()
+        for message, user, at in calls:
+            pipeline.add(
+                {"type": "track", "messageId": message, "userId": user, "event": "E", "timestamp": at}
+            )
+        pipeline.flush(clickhouse)
+
+    flush(("m1", "ann", "2026-01-01T10:00:00Z"), ("m2", "ann", "2026-01-01T12:00:00Z"))
+    flush(("m3", "ann", "2026-01-01T11:00:00Z"), ("m4", "bob", "1969-07-20T20:17:00Z"))  # late; pre-epoch
+    flush(("m2", "ann", "2026-01-01T12:00:00Z"))  # a redelivered copy
+    expected = {
+        key: int(micros)
+        for key, micros in clickhouse.query(
+            "SELECT person_key, toUnixTimestamp64Micro(max(timestamp)) FROM events GROUP BY person_key"
+        ).result_rows
+    }
+    assert expected["ann"] == 1_767_268_800_000_000, expected  # 12:00, the newest
+    assert last_seen(clickhouse, ["ann", "bob", "nobody"]) == expected, "the mirror differs from events"
+    flush(("m5", "ann", "2026-01-02T09:00:00Z"))
+    assert last_seen(clickhouse, ["ann"]) == {"ann": 1_767_344_400_000_000}

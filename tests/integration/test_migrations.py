@@ -68,6 +68,7 @@ def test_applies_every_migration_then_nothing(ch_client: Client, settings: Setti
         "events_by_person_time",
         "events_by_time",
         "person_recency",
+        "person_seen_kv",
         "schema_migrations",
     } <= names
 
@@ -267,6 +268,9 @@ def test_the_read_side_lookup_tables_are_backfilled_from_stored_events(
         for table in lookups
     }
     assert counts == {"events_by_person_time": 5, "events_by_time": 5, "person_recency": 2}, counts
+    # ...and the last-seen mirror (migration 0019) from person_recency: one row per person_key.
+    seen = clickhouse.query("SELECT person_key FROM person_seen_kv ORDER BY person_key").result_rows
+    assert seen == [("u0",), ("u1",)], seen
 
 
 def test_retention_drops_whole_expired_months_and_can_be_lifted(

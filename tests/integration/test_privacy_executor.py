@@ -154,6 +154,9 @@ def test_a_deleted_person_vanishes_from_every_answer_and_then_from_disk(
     )
     assert scalar(clickhouse, recency, **ids) == 0
     assert scalar(clickhouse, recency, ids=bob) == 1, "the other person is still listed"
+    seen = "SELECT count() FROM person_seen_kv WHERE person_key IN {ids:Array(String)}"
+    assert scalar(clickhouse, seen, **ids) == 0, "the last-seen mirror still has the deleted ids"
+    assert scalar(clickhouse, seen, ids=bob) == 1, "the other person's last seen is gone too"
 
     # Masked (chDB writes the deletes as patch parts, applied by every read), not yet gone from disk...
     assert executor.patch_parts()
