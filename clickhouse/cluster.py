@@ -47,6 +47,8 @@ SHARD_KEYS: dict[str, str] = {
     "id_state_by_audience": "cityHash64(id)",
     "id_mapping_kv": "cityHash64(id)",  # key-value mirrors, filled where their source's insert lands
     "id_state_kv": "cityHash64(id)",
+    "profile_members": "cityHash64(profile_id)",  # the graph's record per profile, and its mirror
+    "profile_members_kv": "cityHash64(profile_id)",
     "group_state": "cityHash64(group_id)",
     # audiences and computed traits
     "definitions": "cityHash64(key)",

@@ -217,9 +217,11 @@ REJECTED_EVENTS = table_from_schema(
     "rejected_events", "rejected", times=("receivedAt",), renames={"index": "batch_index"}
 )
 ID_MAPPING = table_from_schema("id_mapping", "id_mapping", times=("updatedAt",))
+PROFILE_MEMBERS = table_from_schema("profile_members", "profile_members", times=("updatedAt",))
 ID_STATE = table_from_schema("id_state", "id_state", times=("groupTime", "updatedAt"))
 GROUP_STATE = table_from_schema("group_state", "group_state", times=("updatedAt",))
 
 TABLES: dict[str, Table] = {
-    table.name: table for table in (EVENTS, REJECTED_EVENTS, ID_MAPPING, ID_STATE, GROUP_STATE)
+    table.name: table
+    for table in (EVENTS, REJECTED_EVENTS, ID_MAPPING, PROFILE_MEMBERS, ID_STATE, GROUP_STATE)
 }

@@ -49,6 +49,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("identity-graph", 1, retained),
         # Identity agents -> sink -> ClickHouse.
         TopicSpec("identity-mapping", n),
+        TopicSpec("identity-profiles", n),
         TopicSpec("identity-state", n),
         TopicSpec("identity-groups", n),
         # Privacy (privacy/): compacted, one partition each, read whole by every process that needs them.

@@ -28,7 +28,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "identity": ("identity commands waiting for the agents", ("identity-commands", "identity-graph")),
     "sink": (
         "records waiting for the sink",
-        ("events", "rejected", "identity-mapping", "identity-state", "identity-groups"),
+        ("events", "rejected", "identity-mapping", "identity-profiles", "identity-state", "identity-groups"),
     ),
 }
 

@@ -109,6 +109,10 @@ _MAPPED_BY_KEY = f"id IN {{related:Array(String)}} AND {_MAPPED}"
 RELATED_SQL = """
 SELECT DISTINCT id FROM id_mapping_by_profile WHERE profile_id IN (SELECT arrayJoin({ids:Array(String)}))
 """
+_MEMBERS = "profile_id IN {ids:Array(String)} AND updated_at <= {at}"
+_MEMBERS_ANYWHERE = (
+    "(profile_id IN {ids:Array(String)} OR hasAny(ids, {ids:Array(String)})) AND updated_at <= {at}"
+)
 _LAST_SEEN = "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR last_seen <= {at})"
 _COMPUTED = (
     "(profile_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)}"
@@ -133,6 +137,7 @@ _EVENT_ROWS = (
 MASKS: tuple[tuple[str, str, str], ...] = (
     ("id_mapping_kv", _MAPPED_BY_KEY, "key-value"),
     ("id_state_kv", _ID_STATE, "key-value"),
+    ("profile_members_kv", _MEMBERS, "key-value"),
     ("person_seen_kv", _LAST_SEEN, "key-value"),
     ("events", _EVENT_ROWS, "lightweight"),
     ("events_by_person_time", _EVENT_ROWS, "lightweight"),
@@ -147,6 +152,7 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ),
     ("id_mapping", _MAPPED, "lightweight"),
     ("id_mapping_by_profile", _MAPPED, "lightweight"),
+    ("profile_members", _MEMBERS_ANYWHERE, "lightweight"),
     ("id_state", _ID_STATE, "lightweight"),
     ("id_state_by_group", _ID_STATE, "lightweight"),
     ("id_state_by_trait", _ID_STATE, "lightweight"),

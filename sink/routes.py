@@ -30,6 +30,7 @@ TOPIC_TABLES: dict[str, Table] = {
     "events": tables.EVENTS,
     "rejected": tables.REJECTED_EVENTS,
     "identity-mapping": tables.ID_MAPPING,
+    "identity-profiles": tables.PROFILE_MEMBERS,
     "identity-state": tables.ID_STATE,
     "identity-groups": tables.GROUP_STATE,
 }

@@ -1,10 +1,11 @@
-"""The graph agent: claims and aliases in, id -> profile mapping changes out (rules 3, 4, 9)."""
+"""The graph agent: claims and aliases in, id -> profile mapping changes out (rules 3, 4, 9), and
+each changed profile's ids (``identity-profiles``: the read side's "every id of this profile")."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import faust
 
@@ -18,15 +19,29 @@ from feedhouse.streams.outputs import Outputs
 from feedhouse.streams.overlay import TableOverlay, seal_changelogs
 from feedhouse.streams.router import version_of
 
+# A profile with more ids is published without them (``overflow``): a record stays far below
+# Kafka's message size limit, and readers list such a profile's ids from id_mapping_by_profile.
+MEMBERS_LIMIT = 2000
+
+
+class GraphOutput(NamedTuple):
+    """What one batch of commands publishes: mapping records (by id), membership records (by profile)."""
+
+    mappings: list[dict[str, Any]]
+    memberships: list[dict[str, Any]]
+
 
 class GraphProcessor:
     """Applies one graph command to the node table and returns the mapping records to publish.
 
-    Kept free of Faust types so it can be driven by the agent or by a test with a dict.
+    The membership records of the profiles those changes touched (the one an id joined, the one
+    it left) collect on the side, taken with :meth:`take_memberships`. Kept free of Faust types
+    so it can be driven by the agent or by a test with a dict.
     """
 
     def __init__(self, nodes: Any) -> None:
         self.nodes = nodes  # a Faust table (or any dict-like): id -> Node JSON
+        self._memberships: dict[str, dict[str, Any]] = {}  # by profile: the newest wins
 
     def _load(self, key: str) -> Node:
         return Node.from_json(self.nodes.get(key))
@@ -54,8 +69,8 @@ class GraphProcessor:
             records += self.apply({"kind": "refresh", "id": other, "target": None}, version)
         return records
 
-    def apply_batch(self, commands: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
-        """Apply one batch of commands (the record at ``offset``); the mapping records to publish.
+    def apply_batch(self, commands: list[dict[str, Any]], offset: int) -> GraphOutput:
+        """Apply one batch of commands (the record at ``offset``); the records to publish.
 
         A person's ids are forgotten together, in one batch: forgetting the first republishes
         the others (its neighbours) before their turn comes, and those records would land in
@@ -69,7 +84,41 @@ class GraphProcessor:
             for position, command in enumerate(commands)
             for record in self.apply(command, version_of(offset, position))
         ]
-        return [record for record in records if record["id"] not in forgotten] if forgotten else records
+        memberships = self.take_memberships()
+        if forgotten:
+            records = [record for record in records if record["id"] not in forgotten]
+            memberships = [record for record in memberships if record["profileId"] not in forgotten]
+        return GraphOutput(records, memberships)
+
+    def take_memberships(self) -> list[dict[str, Any]]:
+        """The membership records collected since the last call (one per profile, the newest)."""
+        taken, self._memberships = list(self._memberships.values()), {}
+        return taken
+
+    def _collect_memberships(
+        self, nodes: Mapping[str, Node], profiles: Iterable[str], version: int, now: int
+    ) -> None:
+        """Record the ids of each of ``profiles`` now; ``nodes`` is a component already resolved.
+
+        A profile an id left is in the same component (edges are only ever added), except after
+        a forget split one: then its own component is walked.
+        """
+        for profile in sorted(set(profiles)):
+            if profile in nodes:
+                ids = [key for key, node in nodes.items() if (node.profile or key) == profile]
+            elif profile in self.nodes:
+                others, _ = component([profile], self._load)
+                ids = [key for key, node in others.items() if (node.profile or key) == profile]
+            else:
+                ids = []  # forgotten: no longer in the graph
+            overflow = len(ids) > MEMBERS_LIMIT
+            self._memberships[profile] = {
+                "profileId": profile,
+                "ids": [] if overflow else sorted(ids),
+                "overflow": overflow,
+                "version": version,
+                "updatedAt": now,
+            }
 
     def apply(self, command: dict[str, Any], version: int) -> list[dict[str, Any]]:
         """Apply one claim/alias; ``version`` orders commands (offset and batch position)."""
@@ -93,10 +142,14 @@ class GraphProcessor:
         resolution = resolve(edges)
         now = time.time_ns() // 1000
         records: list[dict[str, Any]] = []
+        touched: set[str] = set()
         for key, node in nodes.items():
             profile = resolution.profiles.get(key, key)
             conflicts = resolution.conflicts.get(key, ())
             changed = profile != node.profile or conflicts != node.conflicts
+            if changed or replayed:
+                # An id new to the graph was a profile of its own, with no record to correct.
+                touched.update((profile, node.profile or profile))
             if changed:
                 if (node.profile is not None and profile != node.profile) or (
                     node.profile is None and profile != key
@@ -116,6 +169,7 @@ class GraphProcessor:
                         "updatedAt": now,
                     }
                 )
+        self._collect_memberships(nodes, touched, version, now)
         MAPPING_CHANGES.inc(len(records))
         return records
 
@@ -124,10 +178,12 @@ class GraphProcessor:
         resolution = resolve(edges)
         now = time.time_ns() // 1000
         records = []
+        touched: set[str] = set()
         for key, node in nodes.items():
             profile = resolution.profiles.get(key, key)
             conflicts = resolution.conflicts.get(key, ())
             if profile != node.profile or conflicts != node.conflicts:
+                touched.update((profile, node.profile or profile))
                 node.profile, node.conflicts, node.version = profile, conflicts, version
                 self.nodes[key] = node.to_json()
                 records.append(
@@ -139,6 +195,7 @@ class GraphProcessor:
                         "updatedAt": now,
                     }
                 )
+        self._collect_memberships(nodes, touched, version, now)
         MAPPING_CHANGES.inc(len(records))
         return records
 
@@ -148,6 +205,7 @@ def register_graph_agent(
 ) -> None:
     batches = AvroCodec("identity_batch")
     mappings = AvroCodec("id_mapping")
+    memberships = AvroCodec("profile_members")
     source = app.topic(
         settings.topic("identity-graph"),
         key_type=bytes,
@@ -156,6 +214,7 @@ def register_graph_agent(
         partitions=1,
     )
     sink = settings.topic("identity-mapping")
+    profiles = settings.topic("identity-profiles")
     nodes = TableOverlay(changelog_table(app, outputs, "identity-graph-nodes", partitions=1))
     processor = GraphProcessor(nodes)
 
@@ -166,8 +225,11 @@ def register_graph_agent(
             batch = dead_letters.decode(batches, event, "identity-graph")
             if batch is not None:
                 offset = event.message.offset
-                for record in processor.apply_batch(batch["commands"], offset):
+                output = processor.apply_batch(batch["commands"], offset)
+                for record in output.mappings:
                     outputs.publish(sink, record["id"].encode(), mappings.encode(record))
+                for record in output.memberships:
+                    outputs.publish(profiles, record["profileId"].encode(), memberships.encode(record))
                 if nodes.flush() and settings.changelog_seals:
                     seal_changelogs(outputs, [nodes], version_of(offset, 0))
             yield None

@@ -5,9 +5,10 @@ list), ``groups``, ``audiences``. SQL is written and bound one way (``feedhouse.
 Tables are those of docs/schema.md, read with the deduplication recipes it prescribes:
 
 * **id -> profile**: the key-value mirror ``id_mapping_kv`` (the newest row per id; an id
-  without a row is its own profile); **profile -> ids**: candidates from
-  ``id_mapping_by_profile``, each verified against its current mapping (stale rows are left
-  behind when an id moves). An id's current state: ``id_state_kv``.
+  without a row is its own profile); **profile -> ids**: candidates from the key-value table
+  ``profile_members_kv`` (the graph's last word on each profile; SQL fragments use
+  ``id_mapping_by_profile``), each verified against its current mapping. An id's current
+  state: ``id_state_kv``.
 * **events**: one row per messageId, the newest receipt (``FINAL``, or ``argMax(...,
   received_at)`` grouped by the ordering key where only a few columns are needed: 2-3x cheaper
   than FINAL on small columns, measured at 10M events in 10 parts).

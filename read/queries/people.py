@@ -7,8 +7,8 @@ row only when
 
 1. it is its person_key's newest time (``person_seen_kv``, migration 0019: the greatest event
    time per person_key, a key-value table), and
-2. that person_key is the most recent id of its profile (every id of the profile resolved
-   through ``id_mapping`` with the ``MEMBERS_OF`` fragment; ties go to the larger id),
+2. that person_key is the most recent id of its profile (every id of the profile from
+   ``profiles.members_of``; ties go to the larger id),
 
 so each profile appears once, at its newest event, whatever merges happened since. "Last seen"
 here is the newest time carried by any received copy of any event of the profile.

@@ -1,10 +1,11 @@
 """One profile: which profile an id belongs to, every id of it, and the rows it is merged from.
 
-Resolution is three key lookups (id -> profile in the key-value mirror ``id_mapping_kv``;
-profile -> candidate ids in ``id_mapping_by_profile``; each candidate checked against its current
-mapping, since an id that moved leaves a stale row behind). Current states come from
-``id_state_kv`` (docs/schema.md). Measured on chDB, three simple queries beat one query chaining
-them as scalar subqueries (analysing nested subqueries costs more than a round trip).
+Resolution is three key lookups in key-value tables (id -> profile in ``id_mapping_kv``; profile
+-> its ids in ``profile_members_kv``, as the identity graph last published them; each of those
+checked against its current mapping, since the two topics reach ClickHouse independently).
+Current states come from ``id_state_kv`` (docs/schema.md). Measured on chDB, three simple
+queries beat one query chaining them as scalar subqueries or joins (analysing nested subqueries
+costs more than a round trip).
 
 Also here: the SQL fragments other queries reuse to say "every id of these profiles" and "the
 current state of these ids" (search, people lists).
@@ -20,7 +21,6 @@ from clickhouse_connect.driver.client import Client
 from feedhouse.read.sql import compose, one, rows
 
 MAPPED_SQL = "SELECT any(profile_id) FROM id_mapping_kv WHERE id = {id:String}"
-CANDIDATES_SQL = "SELECT groupArray(id) FROM id_mapping_by_profile WHERE profile_id = {profile:String}"
 CURRENT_MAPPINGS_SQL = "SELECT id, profile_id FROM id_mapping_kv WHERE id IN {ids:Array(String)}"
 
 # An id is known when the identity workers mapped it, or events or state exist under it.
@@ -79,8 +79,7 @@ def resolve(client: Client, identifier: str) -> Resolution:
     """The current profile of ``identifier`` and all its ids (stale lookup rows dropped)."""
     mapped = str(one(client, MAPPED_SQL, id=identifier)[0])
     profile_id = mapped or identifier
-    candidates = one(client, CANDIDATES_SQL, profile=profile_id)[0]
-    others = sorted({str(candidate) for candidate in candidates} - {profile_id})
+    others = sorted({candidate for _, candidate in candidates_of(client, [profile_id])} - {profile_id})
     ids = [profile_id]
     if others:
         current = rows(client, CURRENT_MAPPINGS_SQL, ids=others)
@@ -88,12 +87,27 @@ def resolve(client: Client, identifier: str) -> Resolution:
     return Resolution(profile_id, bool(mapped), tuple(ids))
 
 
-# Candidate ids of several profiles (``IN (SELECT arrayJoin(...))``: a large constant array in
-# ``IN`` is slow in the primary-key analysis).
+# The graph's record of each profile's ids; a profile with too many for a record (overflow) has
+# its ids listed from id_mapping_by_profile (``IN (SELECT arrayJoin(...))``: a large constant
+# array in ``IN`` is slow in the primary-key analysis).
 CANDIDATES_OF_SQL = """
+SELECT profile_id, ids, overflow FROM profile_members_kv WHERE profile_id IN {profiles:Array(String)}
+"""
+OVERFLOW_SQL = """
 SELECT profile_id, id FROM id_mapping_by_profile
 WHERE profile_id IN (SELECT arrayJoin({profiles:Array(String)}))
 """
+
+
+def candidates_of(client: Client, profiles: Sequence[str]) -> list[tuple[str, str]]:
+    """(profile, id) for the ids the identity graph last published for each of ``profiles``
+    (to be checked against their current mappings: the topics arrive independently)."""
+    found = rows(client, CANDIDATES_OF_SQL, profiles=sorted(set(profiles)))
+    pairs = [(str(profile), str(identifier)) for profile, ids, _ in found for identifier in ids]
+    overflowing = sorted(str(profile) for profile, _, overflow in found if overflow)
+    if overflowing:
+        pairs += [(str(p), str(i)) for p, i in rows(client, OVERFLOW_SQL, profiles=overflowing)]
+    return pairs
 
 
 def members_of(client: Client, ids: Sequence[str]) -> dict[str, list[str]]:
@@ -103,10 +117,10 @@ def members_of(client: Client, ids: Sequence[str]) -> dict[str, list[str]]:
         return {}
     mapped = {str(i): str(p) for i, p in rows(client, CURRENT_MAPPINGS_SQL, ids=sorted(set(ids)))}
     members: dict[str, list[str]] = {mapped.get(i) or i: [] for i in ids}
-    candidates = [(str(p), str(i)) for p, i in rows(client, CANDIDATES_OF_SQL, profiles=sorted(members))]
+    candidates = candidates_of(client, list(members))
     others = sorted({i for _, i in candidates} - set(members))
     current = {str(i): str(p) for i, p in rows(client, CURRENT_MAPPINGS_SQL, ids=others)} if others else {}
-    for profile, identifier in sorted(set(candidates)):  # an unmerged part may repeat a row
+    for profile, identifier in sorted(set(candidates)):
         if identifier not in members and current.get(identifier) == profile:
             members[profile].append(identifier)
     return {profile: [profile, *others_of] for profile, others_of in members.items()}

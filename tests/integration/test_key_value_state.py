@@ -1,6 +1,7 @@
 """The key-value mirrors of id_mapping and id_state (migration 0018): always the newest version
 per id, whatever order the versions arrive in, the same answer as argMax over the source; and
-person_seen_kv (migration 0019): each person_key's newest event time, however late events come."""
+person_seen_kv (migration 0019): each person_key's newest event time, however late events come;
+profile_members_kv (migration 0020): the identity graph's newest record of each profile's ids."""
 
 from __future__ import annotations
 
@@ -54,15 +55,47 @@ def test_the_state_mirror_keeps_the_newest_state_in_any_order(clickhouse: Client
     assert found == [('{"plan":"team"}', "", 3)], found
 
 
-def test_a_profiles_ids_are_listed_once_whatever_the_unmerged_rows(clickhouse: Client) -> None:
-    from feedhouse.read.queries.profiles import members_of
+def members(client: Client, rows: list[tuple[str, list[str], int]], overflow: bool = False) -> None:
+    client.insert(
+        "profile_members",
+        [[profile, ids, overflow, version, AT] for profile, ids, version in rows],
+        column_names=["profile_id", "ids", "overflow", "version", "updated_at"],
+    )
 
-    mapping(clickhouse, [("anon", "ann", 1)])
-    mapping(clickhouse, [("anon", "ann", 2), ("ann", "ann", 1)])  # a second part repeats (ann, anon)
-    mapping(clickhouse, [("old", "bob", 1)])
-    mapping(clickhouse, [("old", "ann", 2)])  # moved: (bob, old) stays behind, stale
-    found = members_of(clickhouse, ["anon", "old"])
-    assert found == {"ann": ["ann", "anon", "old"]}, found
+
+def test_the_members_mirror_keeps_the_newest_record_in_any_order(clickhouse: Client) -> None:
+    members(clickhouse, [("ann", ["ann", "anon"], 2), ("ann", ["ann"], 1)])
+    members(clickhouse, [("ann", ["ann"], 0), ("bob", ["bob", "old"], 1)])  # older for ann
+    members(clickhouse, [("bob", [], 3)])  # bob merged away
+    found = clickhouse.query("SELECT profile_id, ids, version FROM profile_members_kv ORDER BY 1").result_rows
+    assert found == [("ann", ["ann", "anon"], 2), ("bob", [], 3)], found
+
+
+def test_a_profiles_ids_are_the_graphs_record_verified_by_current_mappings(clickhouse: Client) -> None:
+    from feedhouse.read.queries.profiles import members_of, resolve
+
+    mapping(clickhouse, [("anon", "ann", 1), ("ann", "ann", 1), ("old", "bob", 1), ("bob", "bob", 1)])
+    members(clickhouse, [("ann", ["ann", "anon"], 1), ("bob", ["bob", "old"], 1)])
+    # old moves to ann: the graph's records for both profiles arrive before old's new mapping.
+    members(clickhouse, [("ann", ["ann", "anon", "old"], 2), ("bob", ["bob"], 2)])
+    assert members_of(clickhouse, ["anon", "bob"]) == {"ann": ["ann", "anon"], "bob": ["bob"]}
+    mapping(clickhouse, [("old", "ann", 2)])
+    assert members_of(clickhouse, ["anon", "old", "nobody"]) == {
+        "ann": ["ann", "anon", "old"],
+        "nobody": ["nobody"],
+    }
+    assert resolve(clickhouse, "old").ids == ("ann", "anon", "old")
+    assert resolve(clickhouse, "bob").ids == ("bob",)
+
+
+def test_a_profile_with_more_ids_than_a_record_holds_is_listed_from_the_mappings(clickhouse: Client) -> None:
+    from feedhouse.read.queries.profiles import members_of, resolve
+
+    mapping(clickhouse, [("bot", "bot", 1), *((f"device-{n}", "bot", 1) for n in range(3))])
+    members(clickhouse, [("bot", [], 1)], overflow=True)
+    expected = ("bot", "device-0", "device-1", "device-2")
+    assert resolve(clickhouse, "device-1").ids == expected
+    assert members_of(clickhouse, ["bot"]) == {"bot": list(expected)}
 
 
 def test_the_last_seen_mirror_keeps_the_newest_time_whatever_arrives_late(clickhouse: Client) -> None:

@@ -74,6 +74,7 @@ class Topics:
         "events": "event",
         "rejected": "rejected",
         "identity-mapping": "id_mapping",
+        "identity-profiles": "profile_members",
         "identity-state": "id_state",
         "identity-groups": "group_state",
     }
@@ -186,6 +187,11 @@ def test_every_topic_lands_in_its_table(settings: Settings, clickhouse: Client) 
         key_field="id",
     )
     topics.send(
+        "identity-profiles",
+        [{"profileId": "u-1", "ids": ["a-1", "u-1"], "overflow": False, "version": 1, "updatedAt": T0}],
+        key_field="profileId",
+    )
+    topics.send(
         "identity-state",
         [
             {
@@ -220,6 +226,7 @@ def test_every_topic_lands_in_its_table(settings: Settings, clickhouse: Client) 
         wait_until(lambda: scalar(clickhouse, "SELECT count() FROM rejected_events") == 1)
         wait_until(lambda: scalar(clickhouse, "SELECT count() FROM id_mapping") == 1)
         wait_until(lambda: scalar(clickhouse, "SELECT count() FROM id_state") == 1)
+        wait_until(lambda: scalar(clickhouse, "SELECT count() FROM profile_members") == 1)
 
     row = clickhouse.query(
         "SELECT user_id, anonymous_id, person_key, event, toUnixTimestamp64Micro(timestamp),"
@@ -237,6 +244,9 @@ def test_every_topic_lands_in_its_table(settings: Settings, clickhouse: Client) 
         "SELECT traits, group_id, audiences FROM profiles WHERE profile_id = 'u-1'"
     ).result_rows
     assert profile == [('{"email":"ada@example.com","plan":"pro"}', "g-1", ["vip"])]
+    # The graph's record of u-1's ids, and its key-value mirror.
+    mirrored = clickhouse.query("SELECT ids, version FROM profile_members_kv WHERE profile_id = 'u-1'")
+    assert mirrored.result_rows == [(["a-1", "u-1"], 1)], mirrored.result_rows
     assert scalar(clickhouse, "SELECT code FROM rejected_events") == "missing_event"
     assert (
         scalar(

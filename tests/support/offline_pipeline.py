@@ -5,7 +5,8 @@
 ``gateway.normalize`` (validation, clock-skew rule) -> the ``events`` row builder
 (``clickhouse.tables``) -> ``streams.router.commands_for`` (identity commands, repeated claims
 skipped like the router's cache) -> the identity workers' ``GraphProcessor`` / ``StateProcessor`` (mapping and
-state records, one per change, stale rows included) -> the tables' row builders (rows).
+state records, one per change, stale rows included; each changed profile's ids) -> the tables'
+row builders (rows).
 
 So the tables hold what the deployed pipeline produces for the same calls, including the
 superseded versions a ReplacingMergeTree keeps until it merges. Rows are buffered and inserted
@@ -29,7 +30,14 @@ from feedhouse.streams.router import GRAPH, PairCache, commands_for, version_of
 from feedhouse.streams.state_agent import StateProcessor
 
 TABLES = {
-    table.name: table for table in (tables.EVENTS, tables.ID_MAPPING, tables.ID_STATE, tables.GROUP_STATE)
+    table.name: table
+    for table in (
+        tables.EVENTS,
+        tables.ID_MAPPING,
+        tables.PROFILE_MEMBERS,
+        tables.ID_STATE,
+        tables.GROUP_STATE,
+    )
 }
 RECEIVE_DELAY_MICROS = 80_000  # receivedAt = event time + network delay, for calls without one
 
@@ -72,6 +80,8 @@ class OfflinePipeline:
                 ):
                     continue
                 self.rows["id_mapping"] += map(self.build["id_mapping"], self.graph.apply(fields, version))
+                members = self.graph.take_memberships()
+                self.rows["profile_members"] += map(self.build["profile_members"], members)
                 continue
             result = self.states.apply(fields, version)
             if result is not None:

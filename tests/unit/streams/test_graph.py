@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
+from feedhouse.streams import graph_agent
 from feedhouse.streams.graph import ALIAS, CLAIM, FORGET, Edge, Node, component, resolve
 from feedhouse.streams.graph_agent import GraphProcessor
 
@@ -144,5 +147,67 @@ def test_a_batch_forgetting_a_person_publishes_nothing_of_them() -> None:
     alone = GraphProcessor(dict(nodes))
     assert {r["id"] for r in alone.apply(forget[0], 3)} == {"ann-old", "ann-phone"}
     # ...in one batch, as the executor sends them, nothing of her is published.
-    assert graph.apply_batch(forget, 3) == []
+    assert graph.apply_batch(forget, 3) == ([], [])
     assert not {"ann-phone", "ann-old", "ann"} & set(nodes)
+
+
+def members(records: list[dict]) -> dict[str, list[str]]:
+    return {r["profileId"]: r["ids"] for r in records}
+
+
+def command(edge: Edge) -> dict[str, object]:
+    timestamp, message_id, kind, a, b = edge
+    return {"kind": kind, "id": a, "target": b, "timestamp": timestamp, "messageId": message_id}
+
+
+def test_each_changed_profile_is_published_with_all_its_ids() -> None:
+    graph = GraphProcessor({})
+    graph.apply({"kind": CLAIM, "timestamp": 1, "messageId": "m1", "id": "a1", "target": "u1"}, 1)
+    assert members(graph.take_memberships()) == {"u1": ["a1", "u1"]}
+    assert graph.take_memberships() == [], "taken once"
+    graph.apply({"kind": CLAIM, "timestamp": 2, "messageId": "m2", "id": "a2", "target": "u2"}, 2)
+    graph.take_memberships()
+    # u2 is aliased to u1: u1 gains u2's ids, u2 is no longer a profile of its own.
+    graph.apply(command(alias(3, "u2", "u1")), 3)
+    published = graph.take_memberships()
+    assert members(published) == {"u1": ["a1", "a2", "u1", "u2"], "u2": []}, published
+    assert {r["version"] for r in published} == {3}
+    # A redelivered command changes nothing and publishes nothing; a replayed one (restart) again.
+    assert graph.apply(command(alias(3, "u2", "u1")), 4) == [] and graph.take_memberships() == []
+    graph.apply(command(alias(3, "u2", "u1")), 3)
+    assert members(graph.take_memberships()) == {"u1": ["a1", "a2", "u1", "u2"]}
+
+
+def test_a_device_taken_by_an_earlier_claim_leaves_its_old_profile() -> None:
+    graph = GraphProcessor({})
+    graph.apply({"kind": CLAIM, "timestamp": 20, "messageId": "m2", "id": "a1", "target": "u2"}, 0)
+    graph.take_memberships()
+    graph.apply({"kind": CLAIM, "timestamp": 10, "messageId": "m1", "id": "a1", "target": "u1"}, 1)
+    assert members(graph.take_memberships()) == {"u1": ["a1", "u1"], "u2": ["u2"]}
+
+
+def test_a_batch_publishes_each_profile_once_and_a_forgotten_one_never() -> None:
+    graph = GraphProcessor({})
+    batch = [
+        {"kind": CLAIM, "timestamp": 1, "messageId": "m1", "id": "a1", "target": "ann"},
+        {"kind": CLAIM, "timestamp": 2, "messageId": "m2", "id": "a2", "target": "ann"},
+        {"kind": CLAIM, "timestamp": 3, "messageId": "m3", "id": "b1", "target": "bob"},
+    ]
+    output = graph.apply_batch(batch, 7)
+    assert sorted((r["profileId"], r["ids"]) for r in output.memberships) == [
+        ("ann", ["a1", "a2", "ann"]),
+        ("bob", ["b1", "bob"]),
+    ]
+    forget = [{"kind": FORGET, "id": key, "target": None} for key in ("ann", "a1", "a2")]
+    assert graph.apply_batch(forget, 8) == ([], [])
+
+
+def test_a_profile_with_more_ids_than_a_record_holds_is_published_as_overflowing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(graph_agent, "MEMBERS_LIMIT", 2)
+    graph = GraphProcessor({})
+    graph.apply({"kind": CLAIM, "timestamp": 1, "messageId": "m1", "id": "a1", "target": "bot"}, 1)
+    assert [(r["ids"], r["overflow"]) for r in graph.take_memberships()] == [(["a1", "bot"], False)]
+    graph.apply({"kind": CLAIM, "timestamp": 2, "messageId": "m2", "id": "a2", "target": "bot"}, 2)
+    assert [(r["ids"], r["overflow"]) for r in graph.take_memberships()] == [([], True)]

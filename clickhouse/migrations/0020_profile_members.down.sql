@@ -1,0 +1,3 @@
+DROP VIEW IF EXISTS ${db}.profile_members_kv_mv;
+DROP TABLE IF EXISTS ${db}.profile_members_kv;
+DROP TABLE IF EXISTS ${db}.profile_members;
