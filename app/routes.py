@@ -8,28 +8,29 @@ from starlette.staticfiles import StaticFiles
 from feedhouse.app.templates import HERE
 from feedhouse.app.views.audiences import audience_page, audiences_page
 from feedhouse.app.views.auth import AuthViews
-from feedhouse.app.views.common import AppContext, ClientFactory, LaneFactory, ProcessReport
+from feedhouse.app.views.common import AppContext, ClientFactory, ProcessReport
 from feedhouse.app.views.feed import feed_page
 from feedhouse.app.views.groups import group_page
 from feedhouse.app.views.people import people_page
 from feedhouse.app.views.person import person_page
 from feedhouse.app.views.status import status_page
 from feedhouse.health import Health
+from feedhouse.read.lanes import Lanes
 from feedhouse.settings import Settings
 
 
 def app_routes(
     settings: Settings,
     client: ClientFactory,
-    lanes: LaneFactory | None = None,
+    lanes: Lanes | None = None,
     *,
     health: Health | None = None,
     processes: ProcessReport | None = None,
 ) -> list[BaseRoute]:
     """Sign-in, the pages, and their static files (``/static``, vendored: no CDN, no build step).
 
-    ``client()`` gives the ClickHouse client; ``lanes(n)``, when given, the clients a page uses to
-    run its independent queries side by side (``LANES`` of them). ``health`` and ``processes``
+    ``client()`` gives the ClickHouse client; ``lanes``, when given, the clients a page uses to
+    run its independent queries side by side (``feedhouse.read.lanes``). ``health`` and ``processes``
     are the server's (``create_app``), for the status page: without them it checks ClickHouse.
     """
     ctx = AppContext(settings, client, lanes, health, processes)

@@ -25,6 +25,7 @@ from feedhouse.app.routes import app_routes
 from feedhouse.clickhouse.client import database_for, get_client
 from feedhouse.clickhouse.migrate import migrate
 from feedhouse.read.api import read_routes
+from feedhouse.read.lanes import Lanes
 from tests.support.browser import BrowserPage, chromium, serve
 
 TOKEN = "bench-read-token"
@@ -55,8 +56,9 @@ def main() -> None:
             parameters={"seed": args.seed, "n": args.people},
         ).result_rows
     ]
-    routes = app_routes(settings, lambda: client, lambda lane: get_client(settings, f"app-{lane}"))
-    app = Starlette(routes=read_routes(settings, lambda: client) + routes)
+    lanes = Lanes(lambda lane: get_client(settings, f"app-{lane}"))
+    routes = app_routes(settings, lambda: client, lanes)
+    app = Starlette(routes=read_routes(settings, lambda: client, lanes=lanes) + routes)
     loaded: list[float] = []
     server: list[float] = []
     result = Result("app_browser", params={"events": events, "people": len(ids)})

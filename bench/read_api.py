@@ -43,6 +43,7 @@ from feedhouse.app.routes import app_routes
 from feedhouse.clickhouse.client import close_clients, database_for, get_client
 from feedhouse.clickhouse.migrate import migrate
 from feedhouse.read.api import read_routes
+from feedhouse.read.lanes import Lanes
 from feedhouse.read.params import RECENCY_CURSOR, encode_cursor
 from feedhouse.settings import Settings
 from tests.support.datagen import StreamGenerator
@@ -329,9 +330,10 @@ def main() -> None:
             print(f"  every table merged in {result.details['optimize_seconds']} s", flush=True)
         result.params["optimized"] = args.optimize
         inputs = samples(client, args.samples, args.seed)
-        lanes = lambda lane: get_client(settings, f"app-{lane}")  # noqa: E731 - as the server passes them
+        lanes = Lanes(lambda lane: get_client(settings, f"app-{lane}"))  # as the server makes them
         app = Starlette(
-            routes=read_routes(settings, lambda: client) + app_routes(settings, lambda: client, lanes)
+            routes=read_routes(settings, lambda: client, lanes=lanes)
+            + app_routes(settings, lambda: client, lanes)
         )
         with TestClient(app) as http:
             signed = http.post("/login", data={"token": TOKEN}, follow_redirects=False)

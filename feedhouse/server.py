@@ -43,6 +43,7 @@ from feedhouse.privacy.executor import Executor
 from feedhouse.privacy.log import RegulationLog
 from feedhouse.privacy.suppressions import SuppressionList
 from feedhouse.read.api import read_routes
+from feedhouse.read.lanes import Lanes
 from feedhouse.settings import Settings
 from feedhouse.status import status as status_report
 
@@ -148,14 +149,16 @@ def create_app(
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = ingestion_routes(ingestor, f"{settings.http_host}:{settings.http_port}")
-    routes += read_routes(settings, lambda: get_client(settings), audience_definitions)
+    # One set of lane clients for the read API's and the pages' side-by-side queries.
+    lanes = Lanes(lambda lane: get_client(settings, f"app-{lane}"))
+    routes += read_routes(settings, lambda: get_client(settings), audience_definitions, lanes)
     routes += admin_routes(settings, lambda: get_client(settings))
     routes += regulation_routes(settings, regulations)
     # The app's pages at / (sign-in, people, timelines, feed, groups, audiences).
     routes += app_routes(
         settings,
         lambda: get_client(settings),
-        lambda lane: get_client(settings, f"app-{lane}"),
+        lanes,
         health=health,
         processes=processes,
     )

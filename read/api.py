@@ -54,6 +54,7 @@ from starlette.routing import BaseRoute, Route
 from feedhouse.auth import ADMIN, READ, Tokens, bearer_token
 from feedhouse.http import Handler, HttpError, guarded, json_response
 from feedhouse.read import matching
+from feedhouse.read.lanes import Lanes
 from feedhouse.read.model import event_json, json_value, merged_summary_json, profile_json, summary_json
 from feedhouse.read.params import EVENT_CURSOR, PROFILE_CURSOR, Params, checked_text, encode_cursor, invalid
 from feedhouse.read.profile_api import profile_api_routes
@@ -79,11 +80,16 @@ class ReadApi:
     """The handlers, bound to the read token and the ClickHouse client to query."""
 
     def __init__(
-        self, settings: Settings, client: ClientFactory, definitions: DefinitionsProvider | None = None
+        self,
+        settings: Settings,
+        client: ClientFactory,
+        definitions: DefinitionsProvider | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self.tokens = Tokens(settings)
         self.client = client
         self.definitions = definitions
+        self.lanes = lanes if lanes is not None else Lanes()
 
     def authorize(self, request: Request) -> None:
         self.tokens.require(request, READ)
@@ -97,7 +103,7 @@ class ReadApi:
     async def profile(self, request: Request) -> Response:
         Params(request.query_params, ())
         identifier = checked_text(request.path_params["id"], "id")
-        return json_response(await self.run(_profile, identifier))
+        return json_response(await self.run(_profile, identifier, self.lanes))
 
     async def timeline(self, request: Request) -> Response:
         params = Params(request.query_params, EVENT_PARAMS)
@@ -217,12 +223,18 @@ def _events_response(
 # -- blocking parts, run in the thread pool -----------------------------------------------------
 
 
-def _profile(client: Client, identifier: str) -> dict[str, Any]:
+def _profile(client: Client, identifier: str, lanes: Lanes) -> dict[str, Any]:
     resolution = profiles.resolve(client, identifier)
-    rows = profiles.profile_rows(client, resolution.ids)
+    summary, states, computed = lanes.side_by_side(
+        client,
+        (profiles.activity, (resolution.ids,)),
+        (profiles.states_and_groups, (resolution.ids,)),
+        (audiences.profile_computed, (resolution.profile_id,)),
+    )
+    rows = profiles.combined(summary, states)
     if not (resolution.mapped or rows.event_count or rows.states):
         raise not_found(f"profile {identifier!r}")
-    return profile_json(resolution, rows, audiences.profile_computed(client, resolution.profile_id))
+    return profile_json(resolution, rows, computed)
 
 
 def _timeline(client: Client, identifier: str, page: timelines.EventFilter) -> list[timelines.EventRow]:
@@ -298,14 +310,18 @@ def _guarded(api: ReadApi, route: str, handler: Handler) -> Handler:
 
 
 def read_routes(
-    settings: Settings, client: ClientFactory, definitions: DefinitionsProvider | None = None
+    settings: Settings,
+    client: ClientFactory,
+    definitions: DefinitionsProvider | None = None,
+    lanes: Lanes | None = None,
 ) -> list[BaseRoute]:
-    """The read API's routes, for the server's app; ``client()`` gives the ClickHouse client to use.
+    """The read API's routes, for the server's app; ``client()`` gives the ClickHouse client to use,
+    ``lanes`` (optional) the clients a profile's independent queries run on side by side.
 
     ``definitions(client)``, when given, lists Feedhouse's audiences with their definitions for
     callers with the admin token (``feedhouse.audiences.admin.audience_definitions``).
     """
-    api = ReadApi(settings, client, definitions)
+    api = ReadApi(settings, client, definitions, lanes)
     table: list[tuple[str, Handler]] = [
         ("/v1/profiles", api.search),
         # {id:path}: ids may contain "/" (sent as %2F); the timeline route is tried first.

@@ -200,14 +200,16 @@ class ReadApi:
         self.clickhouse = clickhouse
         self.pipeline = OfflinePipeline(settings.placeholder_ids)
         self.records: dict[str, dict[str, Any]] = {}
-        routes = read_routes(settings, lambda: clickhouse)
+        lanes = None
         if with_app:
             from feedhouse.clickhouse.client import get_client
+            from feedhouse.read.lanes import Lanes
 
-            # Lanes are more chDB clients on the same engine: the pages' parallel queries are real.
-            routes += app_routes(
-                settings, lambda: clickhouse, lambda lane: get_client(settings, f"lane-{lane}")
-            )
+            # Lanes are more chDB clients on the same engine: the parallel queries are real.
+            lanes = Lanes(lambda lane: get_client(settings, f"lane-{lane}"))
+        routes = read_routes(settings, lambda: clickhouse, lanes=lanes)
+        if with_app:
+            routes += app_routes(settings, lambda: clickhouse, lanes)
         self.asgi = Starlette(routes=routes)
         self.http = TestClient(self.asgi, follow_redirects=False)
 

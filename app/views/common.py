@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -28,17 +27,14 @@ from feedhouse.app.session import Session, Sessions
 from feedhouse.app.templates import build_templates
 from feedhouse.health import Health
 from feedhouse.http import HttpError, json_response
+from feedhouse.read.lanes import Call, Lanes
 from feedhouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], Client]
-# Extra clients, by lane number, so that a page's independent queries run side by side (calls
-# through one client are serialised; chDB runs calls on different clients in parallel).
-LaneFactory = Callable[[int], Client]
 # What ``feedhouse dev``'s supervisor reports of its processes (pid, uptime, restarts, last error).
 ProcessReport = Callable[[], dict[str, dict[str, Any]]]
-LANES = 4  # the person page runs four queries side by side
 View = Callable[["AppContext", Request, Session], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_QUERY_CHARS = 4096  # a page's whole query string
@@ -89,32 +85,22 @@ class AppContext:
         self,
         settings: Settings,
         client: ClientFactory,
-        lanes: LaneFactory | None = None,
+        lanes: Lanes | None = None,
         health: Health | None = None,
         processes: ProcessReport | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
-        self.lanes = lanes
+        self.lanes = lanes if lanes is not None else Lanes()
         self.health = health if health is not None else own_health(client)
         self.processes = processes
-        self.pool = ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="app-lane") if lanes else None
         self.sessions = Sessions(settings)
         self.templates = build_templates()
 
-    def side_by_side(self, *calls: tuple[Callable[..., Any], tuple[Any, ...]]) -> list[Any]:
-        """Run blocking query functions concurrently, each with a client of its own lane; their results.
-
-        Called from a worker thread (inside :meth:`run`). Without lanes they run one after another
-        on the shared client.
-        """
-        if self.pool is None or self.lanes is None:
-            return [function(self.client(), *args) for function, args in calls]
-        lanes = self.lanes
-        futures = [
-            self.pool.submit(function, lanes(index), *args) for index, (function, args) in enumerate(calls)
-        ]
-        return [future.result() for future in futures]
+    def side_by_side(self, *calls: Call) -> list[Any]:
+        """Blocking query functions run concurrently (:class:`feedhouse.read.lanes.Lanes`); their
+        results. Called from a worker thread (inside :meth:`run`)."""
+        return self.lanes.side_by_side(self.client(), *calls)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """A blocking query function in the thread pool, given the client first."""

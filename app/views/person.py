@@ -89,12 +89,14 @@ def _person(
         return {"events": [(event, resolution.profile_id) for event in events]}
     # The profile, Feedhouse's values, the timeline and the activity chart only depend on the
     # resolved ids: side by side.
-    rows, computed, events, per_day = ctx.side_by_side(
-        (profiles.profile_rows, (resolution.ids,)),
+    summary, states, computed, events, per_day = ctx.side_by_side(
+        (profiles.activity, (resolution.ids,)),
+        (profiles.states_and_groups, (resolution.ids,)),
         (audiences.profile_computed, (resolution.profile_id,)),
         (timelines.timeline, (resolution.ids, page)),
         (profiles.activity_per_day, (resolution.ids, CHART_DAYS)),
     )
+    rows = profiles.combined(summary, states)
     if not (resolution.mapped or rows.event_count or rows.states):
         raise HttpError(404, "not_found", f"no person has the id {identifier!r}")
     # As the read API merges them (read.model): Feedhouse's values over Engage's of the same key.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -202,14 +203,29 @@ def id_states(client: Client, ids: Sequence[str]) -> tuple[IdStateRow, ...]:
     return tuple(IdStateRow(*row) for row in rows(client, STATES_SQL, ids=list(ids)))
 
 
-def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
-    """The rows a profile is merged from: two queries, a third when its ids have groups."""
-    count, first, last, users, anonymous, previous = one(client, ACTIVITY_SQL, ids=list(ids))
+Activity = tuple[Any, ...]  # ACTIVITY_SQL's row: count, first, last, user ids, anonymous ids, previous ids
+States = tuple[tuple[IdStateRow, ...], dict[str, str]]  # the ids' states, their groups' traits
+
+
+def activity(client: Client, ids: Sequence[str]) -> Activity:
+    """The summary of the events of ``ids`` (one query)."""
+    return tuple(one(client, ACTIVITY_SQL, ids=list(ids)))
+
+
+def states_and_groups(client: Client, ids: Sequence[str]) -> States:
+    """The current states of ``ids`` and the traits of their groups (a second query if any)."""
     states = id_states(client, ids)
     groups = sorted({state.group_id for state in states if state.group_id})
     traits: dict[str, str] = {}
     if groups:
         traits = {str(group): str(value) for group, value in rows(client, GROUP_TRAITS_SQL, groups=groups)}
+    return states, traits
+
+
+def combined(summary: Activity, states: States) -> ProfileRows:
+    """:class:`ProfileRows` of :func:`activity` and :func:`states_and_groups` (run side by side
+    where lanes exist, ``feedhouse.read.lanes``)."""
+    count, first, last, users, anonymous, previous = summary
     return ProfileRows(
         event_count=int(count),
         first_seen=int(first) if count else None,
@@ -217,9 +233,14 @@ def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
         user_ids=frozenset(users),
         anonymous_ids=frozenset(anonymous),
         previous_ids=frozenset(previous),
-        states=states,
-        group_traits=traits,
+        states=states[0],
+        group_traits=states[1],
     )
+
+
+def profile_rows(client: Client, ids: Sequence[str]) -> ProfileRows:
+    """The rows a profile is merged from, one query after another: two, a third for groups."""
+    return combined(activity(client, ids), states_and_groups(client, ids))
 
 
 # Events per day of a profile's ids over the ``days`` days ending with its newest event (one count
