@@ -72,8 +72,13 @@ def get_client(settings: Settings, purpose: str = "shared") -> Client:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _connect(url)
+            client = _connect(url, settings.chdb_cache_mb)
             client.database = database_for(settings)
+            # Short reads (key lookups, a timeline's pages) take decompressed blocks from the
+            # uncompressed cache when it has them; large reads bypass it by themselves
+            # (merge_tree_max_rows_to_use_cache). chDB's is sized at start (_connect); a
+            # server's is its own uncompressed_cache_size (0, off, unless configured).
+            client.set_client_setting("use_uncompressed_cache", 1)
             if "use_statistics" in client.server_settings:
                 # ClickHouse 26 builds column statistics in every merge and mutation, and its
                 # planner loads them from disk, on every query, for each part its statistics
@@ -101,14 +106,18 @@ def close_clients() -> None:
         client.close()
 
 
-def _connect(url: str) -> Client:
+def _connect(url: str, cache_mb: int = 0) -> Client:
     parsed = urlsplit(url)
     if parsed.scheme == "chdb":
         # chdb:///abs/path -> path "/abs/path"; chdb://memory -> throwaway in-memory engine.
         location = parsed.path if not parsed.netloc else parsed.netloc
         if location not in ("memory", ":memory:") and not location.startswith("/"):
             raise SettingsError(f"chDB needs an absolute path: chdb:///abs/path, not {url!r}")
-        return clickhouse_connect.get_client(dsn=f"chdb://{location}" if parsed.netloc else url)
+        # Engine start-up arguments: they take effect with the engine's first connection.
+        options = {"uncompressed_cache_size": str(cache_mb << 20)}
+        return clickhouse_connect.get_client(
+            dsn=f"chdb://{location}" if parsed.netloc else url, chdb_options=options
+        )
     if parsed.scheme in ("http", "https"):
         return clickhouse_connect.get_client(
             interface=parsed.scheme,

@@ -79,6 +79,7 @@ class Settings:
     clickhouse_url: str = ""
     clickhouse_database: str = "feedhouse"
     clickhouse_cluster: str = ""
+    chdb_cache_mb: int = 128
     data_dir: Path = Path(".feedhouse")
     kafka_port: int = 9092
     broker_storage: str = "disk"
@@ -241,6 +242,12 @@ ENV: Mapping[str, tuple[str, object, str]] = {
         "A ClickHouse server's cluster (remote_servers) to shard and replicate the tables over:"
         " docs/scaling.md. Empty: one server (or chDB).",
     ),
+    "FEEDHOUSE_CHDB_CACHE_MB": (
+        "chdb_cache_mb",
+        int,
+        "chDB: MiB of decompressed data blocks kept for short reads (a timeline's next page reads the"
+        " blocks of its first); 0 turns the cache off. A server uses its own uncompressed_cache_size.",
+    ),
     "FEEDHOUSE_DATA_DIR": ("data_dir", Path, "Where embedded data (chDB, Faust tables) lives."),
     "FEEDHOUSE_KAFKA_PORT": ("kafka_port", int, "Port of the embedded Tansu broker (`feedhouse dev`)."),
     "FEEDHOUSE_BROKER_STORAGE": (
@@ -371,6 +378,8 @@ def _validate(settings: Settings) -> None:
     for name in ("events_partitions", "replication_factor", "produce_timeout_ms", "max_event_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if settings.chdb_cache_mb < 0:
+        raise SettingsError("FEEDHOUSE_CHDB_CACHE_MB must be 0 or more")
     if settings.broker_storage not in ("disk", "memory"):
         raise SettingsError("FEEDHOUSE_BROKER_STORAGE must be disk or memory")
     if not settings.read_token or not settings.admin_token:

@@ -75,3 +75,15 @@ def test_queries_do_not_load_column_statistics(tmp_path: Path) -> None:
     # cache refreshes: key lookups were slower for minutes after each merge or deletion rewrite.
     client = get_client(settings_module.load({}, data_dir=tmp_path, clickhouse_database="default"))
     assert client.query("SELECT toUInt8(getSetting('use_statistics'))").result_rows == [(0,)]
+
+
+def test_short_reads_use_an_uncompressed_cache_of_the_configured_size(tmp_path: Path) -> None:
+    # A timeline's next page reads the blocks its first page decompressed: chDB's engine starts
+    # with FEEDHOUSE_CHDB_CACHE_MB of cache (its default is none), and every client uses it.
+    close_clients()
+    current = settings_module.load({}, data_dir=tmp_path, clickhouse_database="default", chdb_cache_mb=64)
+    client = get_client(current)
+    size = "SELECT value FROM system.server_settings WHERE name = 'uncompressed_cache_size'"
+    assert client.query(size).result_rows == [(str(64 << 20),)]
+    assert client.query("SELECT toUInt8(getSetting('use_uncompressed_cache'))").result_rows == [(1,)]
+    close_clients()
