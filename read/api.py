@@ -336,4 +336,4 @@ def read_routes(
         Route(path, _guarded(api, path, handler), methods=["GET"]) for path, handler in table
     ]
     # Segment's Profile API (its own auth and error shapes), for tools built on Segment.
-    return routes + profile_api_routes(settings, client)
+    return routes + profile_api_routes(settings, client, lanes)

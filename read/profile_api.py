@@ -32,6 +32,7 @@ from feedhouse import metrics
 from feedhouse.auth import READ, Tokens
 from feedhouse.http import HttpError, json_response
 from feedhouse.read import matching
+from feedhouse.read.lanes import Lanes
 from feedhouse.read.model import classify_ids, iso, json_value, merge_states
 from feedhouse.read.params import (
     EVENT_CURSOR,
@@ -123,7 +124,7 @@ class Located:
         self.merged = merge_states(rows.states)
 
 
-def locate(client: Client, kind: str, value: str) -> Located:
+def locate(client: Client, kind: str, value: str, lanes: Lanes) -> Located:
     """The profile ``kind:value`` names, or 404: the value must have been seen as that kind."""
     if kind == "email":
         found = matching.selective_matches(client, search.ProfileQuery(traits=(("email", value),)))
@@ -133,7 +134,10 @@ def locate(client: Client, kind: str, value: str) -> Located:
         # recently active one answers.
         value = found[0].profile_id
     resolution = profiles.resolve(client, value)
-    rows = profiles.profile_rows(client, resolution.ids)
+    summary, states = lanes.side_by_side(
+        client, (profiles.activity, (resolution.ids,)), (profiles.states_and_groups, (resolution.ids,))
+    )
+    rows = profiles.combined(summary, states)
     if kind != "email":
         users, anonymous = classify_ids(resolution.ids, rows)
         if value not in (users if kind == "user_id" else anonymous):
@@ -142,10 +146,11 @@ def locate(client: Client, kind: str, value: str) -> Located:
 
 
 class ProfileApi:
-    def __init__(self, settings: Settings, client: ClientFactory) -> None:
+    def __init__(self, settings: Settings, client: ClientFactory, lanes: Lanes | None = None) -> None:
         self.tokens = Tokens(settings)
         self.space_id = settings.space_id
         self.client = client
+        self.lanes = lanes if lanes is not None else Lanes()
 
     def route(self, name: str, handler: Answer) -> Route:
         allowed = {
@@ -197,7 +202,7 @@ class ProfileApi:
         value: str,
     ) -> dict[str, Any]:
         client = self.client()
-        located = locate(client, kind, value)
+        located = locate(client, kind, value, self.lanes)
         return handler(request, params, located, client)
 
 
@@ -411,7 +416,10 @@ ROUTES: dict[str, Answer] = {
 }
 
 
-def profile_api_routes(settings: Settings, client: ClientFactory) -> list[BaseRoute]:
-    """The Profile API's routes; ``client()`` gives the ClickHouse client to use."""
-    api = ProfileApi(settings, client)
+def profile_api_routes(
+    settings: Settings, client: ClientFactory, lanes: Lanes | None = None
+) -> list[BaseRoute]:
+    """The Profile API's routes; ``client()`` gives the ClickHouse client to use, ``lanes`` the
+    clients a profile's independent queries run on side by side."""
+    api = ProfileApi(settings, client, lanes)
     return [api.route(name, handler) for name, handler in ROUTES.items()]
