@@ -106,6 +106,8 @@ def for_cluster(statement: str, cluster: str) -> list[str]:
         return dropped
     if _ALTER.match(body):
         return [local_statement(body, cluster)]
+    if body.startswith("OPTIMIZE TABLE"):
+        return [local_statement(body, cluster)]  # each replica merges its own parts
     if body.startswith("INSERT INTO"):
         return [statement]  # through the Distributed tables: each row to its shard
     if body.startswith("CREATE DATABASE"):
@@ -142,15 +144,18 @@ def _local_reference(match: re.Match[str]) -> str:
 
 
 _LOCAL_TARGET = re.compile(
-    r"^(?P<verb>ALTER TABLE|DELETE FROM) (?P<db>`[^`]+`\.)?(?P<q>`?)(?P<table>\w+)(?P=q)(?P<rest>.*)$", re.S
+    r"^(?P<verb>ALTER TABLE|DELETE FROM|OPTIMIZE TABLE) "
+    r"(?P<db>`[^`]+`\.)?(?P<q>`?)(?P<table>\w+)(?P=q)(?P<rest>.*)$",
+    re.S,
 )
 
 
 def local_statement(statement: str, cluster: str) -> str:
-    """An ``ALTER TABLE t ...`` or ``DELETE FROM t ...`` (``t`` bare or qualified) addressed to the
-    replicated ``t_local`` tables of every shard: a Distributed table takes neither."""
+    """An ``ALTER TABLE t ...``, ``DELETE FROM t ...`` or ``OPTIMIZE TABLE t ...`` (``t`` bare or
+    qualified) addressed to the replicated ``t_local`` tables of every shard: a Distributed table
+    takes none of them."""
     match = _LOCAL_TARGET.match(statement.strip())
     if match is None or match["table"] not in SHARD_KEYS:
-        raise ClusterError(f"not an ALTER or DELETE of a sharded table: {statement[:80]!r}")
+        raise ClusterError(f"not an ALTER, DELETE or OPTIMIZE of a sharded table: {statement[:80]!r}")
     target = f"{match['db'] or ''}{match['table']}{LOCAL}"
     return f"{match['verb']} {target} ON CLUSTER {quoted(cluster)}{match['rest']}"

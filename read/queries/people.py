@@ -42,8 +42,9 @@ from feedhouse.read.sql import rows
 SCAN_SQL = """
 SELECT toUnixTimestamp64Micro(last_seen) AS ts, person_key
 FROM person_recency
--- The plain bound on last_seen makes ClickHouse read the by_recency projection.
+-- The plain bound on last_seen makes ClickHouse read the by_recency_live projection.
 WHERE last_seen <= fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC')
+  AND deleted = 0  -- tombstones (migration 0021): ids mapped into a profile seen more recently
   AND ({first_page:UInt8} = 1
        OR (last_seen, person_key) < (fromUnixTimestamp64Micro({before_ts:Int64}, 'UTC'), {before_key:String}))
 ORDER BY last_seen DESC, person_key DESC

@@ -1,0 +1,70 @@
+"""The people list's recency table (migrations 0009, 0021): an id mapped into a profile seen more
+recently gets a tombstone, so the walk skips it in SQL once parts merge; the list is the same."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from feedhouse.read.queries.people import recent_profiles
+from tests.support.offline_pipeline import OfflinePipeline
+
+LIVE = "SELECT person_key, deleted FROM person_recency FINAL ORDER BY person_key"
+
+
+def listed(clickhouse: Client) -> list[tuple[str, int, tuple[str, ...]]]:
+    found, _ = recent_profiles(clickhouse, None, 10)
+    return [(p.profile_id, p.last_seen, p.ids) for p in found]
+
+
+def test_an_id_merged_into_a_more_recent_profile_is_tombstoned_and_comes_back_with_new_events(
+    clickhouse: Client,
+) -> None:
+    pipeline = OfflinePipeline()
+    pipeline.add(
+        {"type": "page", "messageId": "p1", "anonymousId": "anon-1", "timestamp": "2026-01-01T10:00:00Z"}
+    )
+    pipeline.flush(clickhouse)
+    # She signs in: anon-1 joins ann, whose own id was seen later (the identify itself).
+    pipeline.add(
+        {
+            "type": "identify",
+            "messageId": "i1",
+            "userId": "ann",
+            "anonymousId": "anon-1",
+            "timestamp": "2026-01-01T11:00:00Z",
+        }
+    )
+    # Bob signs in first and browses anonymously afterwards: his anonymous id is his newest.
+    pipeline.add(
+        {
+            "type": "identify",
+            "messageId": "i2",
+            "userId": "bob",
+            "anonymousId": "anon-2",
+            "timestamp": "2026-01-01T09:00:00Z",
+        }
+    )
+    pipeline.add(
+        {"type": "page", "messageId": "p2", "anonymousId": "anon-2", "timestamp": "2026-01-01T09:30:00Z"}
+    )
+    pipeline.flush(clickhouse)
+    before = listed(clickhouse)
+    clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
+    assert clickhouse.query(LIVE).result_rows == [("ann", 0), ("anon-1", 1), ("anon-2", 0), ("bob", 0)]
+    at_11, at_0930 = 1_767_265_200_000_000, 1_767_259_800_000_000
+    assert (
+        listed(clickhouse)
+        == before
+        == [
+            ("ann", at_11, ("ann", "anon-1")),
+            ("bob", at_0930, ("anon-2", "bob")),
+        ]
+    ), before
+    # anon-1 browses again, signed out: its new row is live, and the profile is listed there.
+    pipeline.add(
+        {"type": "page", "messageId": "p3", "anonymousId": "anon-1", "timestamp": "2026-01-01T12:00:00Z"}
+    )
+    pipeline.flush(clickhouse)
+    clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
+    assert ("anon-1", 0) in clickhouse.query(LIVE).result_rows
+    assert listed(clickhouse)[0] == ("ann", 1_767_268_800_000_000, ("ann", "anon-1"))
