@@ -57,9 +57,10 @@ def main() -> int:
 
     processor = GraphProcessor({})
     started = time.perf_counter()
-    published = 0
+    published = memberships = 0
     for fields, version in graph_commands:
         published += len(processor.apply(fields, version))
+        memberships += len(processor.take_memberships())  # each profile's ids, as the agent publishes
     applied = time.perf_counter() - started
 
     per_event = len(graph_commands) / len(records)
@@ -67,7 +68,7 @@ def main() -> int:
     print(
         f"{len(graph_commands):,} graph commands ({per_event * 1000:.1f} per 1,000 events), "
         f"{state_commands:,} state commands; routed in {routed:.1f} s; "
-        f"applied in {applied:.1f} s ({published:,} mappings published)"
+        f"applied in {applied:.1f} s ({published:,} mappings and {memberships:,} memberships published)"
     )
     result = Result(
         "identity_graph",
@@ -76,6 +77,7 @@ def main() -> int:
             "graph_commands": len(graph_commands),
             "state_commands": state_commands,
             "mappings_published": published,
+            "memberships_published": memberships,
             "graph_commands_per_event": per_event,
         },
     )
