@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import shutil
 import tempfile
 import time
@@ -75,6 +76,35 @@ def latencies(http: TestClient, ids: list[str], passes: int = MEASURED_PASSES) -
 
 
 WARM_UP_PASSES = 1  # a freshly opened engine, or a part just rewritten, reads cold caches first
+
+
+class MaskTimes(logging.Handler):
+    """Seconds each table's masks took (the executor logs each at debug level)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        table = getattr(record, "table", None)
+        if record.getMessage() == "masked" and table:
+            self.seconds[table] = self.seconds.get(table, 0.0) + float(getattr(record, "seconds", 0.0))
+
+    def __enter__(self) -> MaskTimes:
+        logger = logging.getLogger("feedhouse.privacy.executor")
+        self._level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logger = logging.getLogger("feedhouse.privacy.executor")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+    def slowest(self, count: int = 8) -> str:
+        ranked = sorted(self.seconds.items(), key=lambda item: -item[1])[:count]
+        return ", ".join(f"{table} {seconds:.2f}" for table, seconds in ranked)
 
 
 def warm_up(http: TestClient, ids: list[str]) -> None:
@@ -155,8 +185,9 @@ def run(args: argparse.Namespace) -> Result:
         # From the request (accepting it is saving it) to FINISHED, every mask a reader meets in
         # place (the regulation's own timings); the lookup tables' masks follow (privacy.executor.LOOKUPS).
         started = time.perf_counter()
-        log.save(regulation)
-        executor.execute(regulation)
+        with MaskTimes() as masks:
+            log.save(regulation)
+            executor.execute(regulation)
         every_mask = time.perf_counter() - started
         done = log.get(regulation.id)
         assert done is not None and done.status == "FINISHED" and done.finished_at, done
@@ -169,6 +200,7 @@ def run(args: argparse.Namespace) -> Result:
         assert not still, f"still visible: {still[:3]}"
         print(f"{args.people:,} people invisible after {invisible:.2f} s ({done.counts})")
         print(f"lookup tables masked too after {every_mask:.2f} s")
+        print(f"slowest masks (s): {masks.slowest()}")
 
         # Right after: reads apply the deletion's patch parts; then the executor's background
         # rewrite puts them into the parts' row masks, the state reads are in from then on.
@@ -199,6 +231,7 @@ def run(args: argparse.Namespace) -> Result:
         result.details.update(
             {
                 "regulation_counts": done.counts,
+                "mask_seconds": {table: round(seconds, 3) for table, seconds in masks.seconds.items()},
                 "read_before": before,
                 "read_during": during,
                 "read_after": after,

@@ -395,7 +395,10 @@ class Executor:
                 # Not waited for: readers of person_recency apply pending mutations on the fly
                 # (the people list sets apply_mutations_on_fly), so it is masked at once anyway.
                 statement, settings = f"ALTER TABLE {table} DELETE WHERE {where}", {"mutations_sync": 0}
+            started = time.monotonic()
             self.client.command(self._on_shards(statement), parameters=parameters, settings=settings)
+            # Which table a deletion's time goes to (bench.privacy prints these).
+            log.debug("masked", extra={"table": table, "seconds": round(time.monotonic() - started, 3)})
 
     def requeue_lookups(self) -> None:
         """Queue the lookup masks of every deletion not yet purged: a process stopped between a

@@ -322,3 +322,27 @@ def test_retention_drops_whole_expired_months_and_can_be_lifted(
         0
     ][0]
     assert " TTL " not in ddl, ddl
+
+
+def test_every_table_a_deletion_masks_takes_patch_parts_and_retires_them_promptly(
+    clickhouse: Client,
+) -> None:
+    """A table masked by lightweight deletes needs the block columns patch parts address rows
+    by, and a prompt cleanup task: else applied patch parts linger for minutes, costing reads."""
+    from feedhouse.privacy.executor import MASKS
+
+    masked = sorted(table for table, _, how in MASKS if how == "lightweight")
+    found = clickhouse.query(
+        "SELECT name, create_table_query FROM system.tables"
+        " WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        parameters={"names": masked},
+    ).result_rows
+    ddl = {str(name): str(query) for name, query in found}
+    assert sorted(ddl) == masked, f"tables missing: {set(masked) - set(ddl)}"
+    needed = (
+        "enable_block_number_column = 1",
+        "enable_block_offset_column = 1",
+        "max_cleanup_delay_period = 2",
+    )
+    lacking = {table: [s for s in needed if s not in query] for table, query in ddl.items()}
+    assert not any(lacking.values()), f"expected {needed} on every masked table, lacking: {lacking}"
