@@ -110,8 +110,12 @@ RELATED_SQL = """
 SELECT DISTINCT id FROM id_mapping_by_profile WHERE profile_id IN (SELECT arrayJoin({ids:Array(String)}))
 """
 _MEMBERS = "profile_id IN {ids:Array(String)} AND updated_at <= {at}"
+# Older versions of another profile can still list an id that left it. ``arrayExists`` with
+# ``IN`` looks each listed id up in one hashed set; ``hasAny`` compared every pair (7 s against
+# 0.04 s at 10M events, 2,290 ids: bench.privacy).
 _MEMBERS_ANYWHERE = (
-    "(profile_id IN {ids:Array(String)} OR hasAny(ids, {ids:Array(String)})) AND updated_at <= {at}"
+    "(profile_id IN {ids:Array(String)} OR arrayExists(i -> i IN {ids:Array(String)}, ids))"
+    " AND updated_at <= {at}"
 )
 _LAST_SEEN = "person_key IN {ids:Array(String)} AND ({forever:UInt8} = 1 OR last_seen <= {at})"
 _COMPUTED = (

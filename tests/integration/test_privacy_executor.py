@@ -115,6 +115,14 @@ def test_a_deleted_person_vanishes_from_every_answer_and_then_from_disk(
     assert read_api.get(f"/v1/profiles/{ann[0]}").json()["id"] == ann[2]
 
     assert set(ann) <= set(executor.person_ids([ann[1]])), "an aliased old id names the whole person"
+    # An older record of another profile can still list an id that has left it (a moved device).
+    earlier = time.time_ns() // 1000 - 60_000_000
+    for version, listed in ((1, [bob[0], ann[0]]), (2, [bob[0]])):  # apart: an insert keeps its newest
+        clickhouse.insert(
+            "profile_members",
+            [[bob[0], listed, False, version, earlier + version]],
+            column_names=["profile_id", "ids", "overflow", "version", "updated_at"],
+        )
     done = regulate(executor, "SUPPRESS_WITH_DELETE", [ann[1]])
     assert done.counts["events"] == 5 and done.counts["ids"] >= 3, done.counts
 
@@ -157,6 +165,15 @@ def test_a_deleted_person_vanishes_from_every_answer_and_then_from_disk(
     seen = "SELECT count() FROM person_seen_kv WHERE person_key IN {ids:Array(String)}"
     assert scalar(clickhouse, seen, **ids) == 0, "the last-seen mirror still has the deleted ids"
     assert scalar(clickhouse, seen, ids=bob) == 1, "the other person's last seen is gone too"
+    members = clickhouse.query(
+        "SELECT profile_id, ids FROM profile_members"
+        " WHERE profile_id IN {ids:Array(String)} OR arrayExists(i -> i IN {ids:Array(String)}, ids)"
+        " OR profile_id = {bob:String} ORDER BY version",
+        parameters={**ids, "bob": bob[0]},
+    ).result_rows
+    assert [(p, list(i)) for p, i in members if p == bob[0] and set(i) & set(ann)] == [], members
+    assert (bob[0], [bob[0]]) in [(p, list(i)) for p, i in members], f"bob's newest record went: {members}"
+    assert {p for p, _ in members} == {bob[0]}, f"expected only bob's records left, saw {members}"
 
     # Masked (chDB writes the deletes as patch parts, applied by every read), not yet gone from disk...
     assert executor.patch_parts()
