@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import shutil
 import tempfile
@@ -84,11 +85,13 @@ class MaskTimes(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seconds: dict[str, float] = {}
+        self.ends: list[float] = []  # when each mask ended (time.time())
 
     def emit(self, record: logging.LogRecord) -> None:
         table = getattr(record, "table", None)
         if record.getMessage() == "masked" and table:
             self.seconds[table] = self.seconds.get(table, 0.0) + float(getattr(record, "seconds", 0.0))
+            self.ends.append(record.created)
 
     def __enter__(self) -> MaskTimes:
         logger = logging.getLogger("feedhouse.privacy.executor")
@@ -104,7 +107,8 @@ class MaskTimes(logging.Handler):
 
     def slowest(self, count: int = 8) -> str:
         ranked = sorted(self.seconds.items(), key=lambda item: -item[1])[:count]
-        return ", ".join(f"{table} {seconds:.2f}" for table, seconds in ranked)
+        shown = ", ".join(f"{table} {seconds:.2f}" for table, seconds in ranked)
+        return f"{sum(self.seconds.values()):.2f} in all; {shown}"
 
 
 def warm_up(http: TestClient, ids: list[str]) -> None:
@@ -123,6 +127,21 @@ def retire_patch_parts(client: Client, timeout: float = 120.0) -> float:
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"patch parts still active after {timeout:.0f} s")
         time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+def settle_merges(client: Client, timeout: float = 600.0) -> float:
+    """Seconds until no background merge or mutation runs: an earlier run's purge leaves merges
+    that would otherwise share the two cores with this run's deletion."""
+    started = time.perf_counter()
+    statement = (
+        "SELECT (SELECT count() FROM system.merges WHERE database = currentDatabase())"
+        " + (SELECT count() FROM system.mutations WHERE database = currentDatabase() AND NOT is_done)"
+    )
+    while client.query(statement).result_rows[0][0]:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"merges still running after {timeout:.0f} s")
+        time.sleep(0.5)
     return time.perf_counter() - started
 
 
@@ -169,6 +188,7 @@ def run(args: argparse.Namespace) -> Result:
         victims = users(client, args.people, 11)
         readers = [u for u in users(client, 600, 23) if u not in set(victims)][:200]
         retire_patch_parts(client)  # left by an earlier run: retired once the engine is open
+        print(f"background merges settled in {settle_merges(client):.1f} s")
         warm_up(http, readers)  # a freshly opened engine reads cold caches first
         before = latencies(http, readers)
         print(f"read p95 before: {before}")
@@ -201,6 +221,8 @@ def run(args: argparse.Namespace) -> Result:
         print(f"{args.people:,} people invisible after {invisible:.2f} s ({done.counts})")
         print(f"lookup tables masked too after {every_mask:.2f} s")
         print(f"slowest masks (s): {masks.slowest()}")
+        gaps = [round(b - a, 2) for a, b in itertools.pairwise(masks.ends) if b - a > 0.3]
+        print(f"pauses between masks over 0.3 s: {gaps}")
 
         # Right after: reads apply the deletion's patch parts; then the executor's background
         # rewrite puts them into the parts' row masks, the state reads are in from then on.

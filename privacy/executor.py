@@ -167,6 +167,13 @@ MASKS: tuple[tuple[str, str, str], ...] = (
     ("computed_current", _COMPUTED, "lightweight"),
     ("computed_by_profile", _COMPUTED, "lightweight"),
 )
+# Each key-value mirror and the table whose inserts fill it (its materialized view).
+MIRRORS = {
+    "id_mapping_kv": "id_mapping",
+    "id_state_kv": "id_state",
+    "profile_members_kv": "profile_members",
+    "person_seen_kv": "events",
+}
 # The time-ordered lookup tables of the timelines and the feed are read only through ``events``:
 # each candidate there is shown only with its winning copy in ``events``, which the deletion masks
 # first (docs/privacy.md). So their own masks can follow FINISHED: about a third of a deletion's
@@ -376,9 +383,10 @@ class Executor:
         """
         tables = self._existing_tables() - set(skip)
         fresh: dict[str, list[str]] = {}
-        if since is not None:  # only where something was written since (mirrors have no parts)
+        if since is not None:  # only where something was written since
             fresh = self._parts_after(since)
-            tables = tables & (set(fresh) | {table for table, _, how in MASKS if how == "key-value"})
+            # A mirror has no parts: it was written to since only if its source table was.
+            tables = tables & (set(fresh) | {kv for kv, source in MIRRORS.items() if source in fresh})
         parameters: dict[str, Any] = {"ids": ids, "at_micros": at, "forever": 1 if forever else 0}
         if "id_mapping_kv" in tables:
             related = {str(i) for (i,) in rows(self.client, RELATED_SQL, ids=ids)}
