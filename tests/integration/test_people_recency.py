@@ -6,6 +6,7 @@ from __future__ import annotations
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.read.queries.people import recent_profiles
+from tests.conftest import wait_until
 from tests.support.offline_pipeline import OfflinePipeline
 
 LIVE = "SELECT person_key, deleted FROM person_recency FINAL ORDER BY person_key"
@@ -68,3 +69,33 @@ def test_an_id_merged_into_a_more_recent_profile_is_tombstoned_and_comes_back_wi
     clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
     assert ("anon-1", 0) in clickhouse.query(LIVE).result_rows
     assert listed(clickhouse)[0] == ("ann", 1_767_268_800_000_000, ("ann", "anon-1"))
+
+
+def test_old_parts_are_merged_whole_so_superseded_rows_go(clickhouse: Client) -> None:
+    """Migration 0023: parts past an age are merged whatever their sizes (here the age is
+    lowered to a second, the migration's is five minutes), leaving one row per person."""
+    ddl = clickhouse.query(
+        "SELECT create_table_query FROM system.tables"
+        " WHERE database = currentDatabase() AND name = 'person_recency'"
+    ).result_rows[0][0]
+    assert "min_age_to_force_merge_seconds = 300" in ddl, ddl
+    clickhouse.command("SYSTEM STOP MERGES person_recency")
+    pipeline = OfflinePipeline()
+    for hour in (10, 11, 12):  # three inserts, three parts, three rows of one person
+        pipeline.add(
+            {
+                "type": "track",
+                "messageId": f"t{hour}",
+                "userId": "cy",
+                "event": "E",
+                "timestamp": f"2026-01-01T{hour}:00:00Z",
+            }
+        )
+        pipeline.flush(clickhouse)
+    raw = "SELECT count() FROM person_recency WHERE person_key = 'cy'"
+    assert clickhouse.query(raw).result_rows[0][0] == 3
+    clickhouse.command("ALTER TABLE person_recency MODIFY SETTING min_age_to_force_merge_seconds = 1")
+    clickhouse.command("SYSTEM START MERGES person_recency")
+    wait_until(
+        lambda: clickhouse.query(raw).result_rows[0][0] == 1, timeout=60, what="person_recency merged whole"
+    )
