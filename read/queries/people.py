@@ -13,6 +13,9 @@ row only when
 so each profile appears once, at its newest event, whatever merges happened since. "Last seen"
 here is the newest time carried by any received copy of any event of the profile.
 
+A live row that fails 2. never passes it later (times only grow), so the walk tombstones it
+(:func:`bury`): once parts merge, later walks skip it in SQL (``deleted = 0``, migration 0021).
+
 A predicate on merged state (:class:`feedhouse.read.queries.search.ProfileQuery`) may filter
 the walk: that is how a common trait value (``plan=pro``) pages by last seen without counting
 every match. Selective filters (an email) are faster from the lookup tables
@@ -26,6 +29,9 @@ the list at once.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +65,16 @@ FROM person_seen_kv
 WHERE person_key IN {ids:Array(String)}
 """
 
+# Tombstones the walk writes itself (migration 0021's column ``tomb``): the view of 0021 decides
+# when an id's mapping arrives, so an id whose profile's own id is seen only later keeps a live
+# row, and the oldest end of the list was mostly such rows (docs/benchmarks.md).
+TOMBSTONES_SQL = """
+INSERT INTO person_recency (person_key, last_seen, tomb)
+SELECT row.1, fromUnixTimestamp64Micro(row.2, 'UTC'), 1
+FROM (SELECT arrayJoin(arrayZip({keys:Array(String)}, {times:Array(Int64)})) AS row)
+"""
+
+log = logging.getLogger(__name__)
 MAX_SCAN = 8192  # candidates in one round at most
 Position = tuple[int, str]  # (last seen in epoch µs, id): the keyset position of a row
 
@@ -86,6 +102,20 @@ def recent_profiles(
     position of the last row *scanned*, so pages neither repeat nor skip; it is None when the
     table is exhausted.
     """
+    superseded: list[Position] = []
+    result = _walk(client, before, limit, keep, superseded)
+    bury(client, superseded)
+    return result
+
+
+def _walk(
+    client: Client,
+    before: Position | None,
+    limit: int,
+    keep: Callable[[dict[str, list[str]]], set[str]] | None,
+    superseded: list[Position],
+) -> tuple[list[RecentProfile], Position | None]:
+    """:func:`recent_profiles`' walk; the live rows it finds superseded go to ``superseded``."""
     found: list[RecentProfile] = []
     cursor = before
     rounds = 0
@@ -116,11 +146,14 @@ def recent_profiles(
         wanted = keep({p: ids.get(p) or [p] for p in listed}) if keep and listed else set(listed)
         for ts, key in current:
             profile = owner.get(key, key)
-            if profile not in wanted:
-                continue
             members = ids.get(profile) or [profile]
             if newest(members, seen) != (ts, key):
-                continue  # another id of this profile is more recent: the profile is listed there
+                # Another id of this profile is more recent: the profile is listed there, and
+                # this row never will be (last-seen times only grow).
+                superseded.append((ts, key))
+                continue
+            if profile not in wanted:
+                continue
             found.append(RecentProfile(profile, ts, tuple(sorted(members)), (ts, key)))
             if len(found) == limit:
                 return found, (ts, key)
@@ -128,6 +161,41 @@ def recent_profiles(
             return found, None
         cursor = candidates[-1]
     return found, cursor
+
+
+# What this process has buried lately, per database: until parts merge, a buried row is still
+# scanned, and each walk over it would bury it again. Databases where writing failed (a read-only
+# user, say) are not tried again.
+_buried: OrderedDict[tuple[str, int, str], None] = OrderedDict()
+_refused: set[str] = set()
+_lock = threading.Lock()
+BURIED_REMEMBERED = 100_000
+
+
+def bury(client: Client, superseded: Sequence[Position]) -> None:
+    """Tombstone rows a walk found superseded, so later walks skip them in SQL once parts merge.
+    Only work saved: when the write fails, the page is served all the same."""
+    database = str(getattr(client, "database", "") or "")
+    with _lock:
+        if database in _refused:
+            return
+        fresh = [(ts, key) for ts, key in dict.fromkeys(superseded) if (database, ts, key) not in _buried]
+    if not fresh:
+        return
+    try:
+        client.command(
+            TOMBSTONES_SQL, parameters={"keys": [key for _, key in fresh], "times": [ts for ts, _ in fresh]}
+        )
+    except Exception:
+        log.warning("people list: tombstones not written, not trying again", exc_info=True)
+        with _lock:
+            _refused.add(database)
+        return
+    with _lock:
+        for ts, key in fresh:
+            _buried[(database, ts, key)] = None
+        while len(_buried) > BURIED_REMEMBERED:
+            _buried.popitem(last=False)
 
 
 def newest(ids: Sequence[str], seen: dict[str, int]) -> Position | None:

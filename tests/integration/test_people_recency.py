@@ -3,6 +3,8 @@ recently gets a tombstone, so the walk skips it in SQL once parts merge; the lis
 
 from __future__ import annotations
 
+import uuid
+
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.read.queries.people import recent_profiles
@@ -51,7 +53,8 @@ def test_an_id_merged_into_a_more_recent_profile_is_tombstoned_and_comes_back_wi
     pipeline.flush(clickhouse)
     before = listed(clickhouse)
     clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
-    assert clickhouse.query(LIVE).result_rows == [("ann", 0), ("anon-1", 1), ("anon-2", 0), ("bob", 0)]
+    # anon-1 by the view on id_mapping; bob's own row by the walk (anon-2 is newer).
+    assert clickhouse.query(LIVE).result_rows == [("ann", 0), ("anon-1", 1), ("anon-2", 0), ("bob", 1)]
     at_11, at_0930 = 1_767_265_200_000_000, 1_767_259_800_000_000
     assert (
         listed(clickhouse)
@@ -69,6 +72,54 @@ def test_an_id_merged_into_a_more_recent_profile_is_tombstoned_and_comes_back_wi
     clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
     assert ("anon-1", 0) in clickhouse.query(LIVE).result_rows
     assert listed(clickhouse)[0] == ("ann", 1_767_268_800_000_000, ("ann", "anon-1"))
+
+
+def test_the_walk_tombstones_an_id_whose_profile_was_seen_later_than_its_mapping(
+    clickhouse: Client,
+) -> None:
+    """The view on id_mapping decides when the mapping arrives: an id that was its profile's
+    newest then, but no longer, is tombstoned by the first walk that finds it superseded."""
+    tag = uuid.uuid4().hex[:6]
+    anon, user = f"anon-{tag}", f"dee-{tag}"
+    pipeline = OfflinePipeline()
+    pipeline.add(
+        {
+            "type": "identify",
+            "messageId": f"i-{tag}",
+            "userId": user,
+            "anonymousId": anon,
+            "timestamp": "2026-01-02T10:00:00Z",
+        }
+    )
+    # Still browsing signed out after the identify: at the mapping, anon is the newest id.
+    pipeline.add(
+        {"type": "page", "messageId": f"p-{tag}", "anonymousId": anon, "timestamp": "2026-01-02T10:30:00Z"}
+    )
+    pipeline.flush(clickhouse)
+    pipeline.add(
+        {
+            "type": "track",
+            "messageId": f"t-{tag}",
+            "userId": user,
+            "event": "E",
+            "timestamp": "2026-01-02T12:00:00Z",
+        }
+    )
+    pipeline.flush(clickhouse)
+    live = "SELECT deleted FROM person_recency FINAL WHERE person_key = {key:String}"
+    clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
+    assert clickhouse.query(live, parameters={"key": anon}).result_rows == [(0,)], "no tombstone yet"
+    first = listed(clickhouse)
+    assert [p[0] for p in first] == [user], first
+    clickhouse.command("OPTIMIZE TABLE person_recency FINAL")
+    assert clickhouse.query(live, parameters={"key": anon}).result_rows == [(1,)], "the walk buried it"
+    assert listed(clickhouse) == first, "tombstones change what a walk reads, never what it lists"
+    scanned = clickhouse.query(
+        "SELECT person_key FROM person_recency WHERE deleted = 0 AND person_key IN {keys:Array(String)}"
+        " SETTINGS apply_mutations_on_fly = 1",
+        parameters={"keys": [anon, user]},
+    ).result_rows
+    assert scanned == [(user,)], f"expected only {user} left to scan, saw {scanned}"
 
 
 def test_old_parts_are_merged_whole_so_superseded_rows_go(clickhouse: Client) -> None:
