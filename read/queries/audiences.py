@@ -137,27 +137,25 @@ WHERE member = 1
 
 # One profile's current values of every current definition: (key, kind, member, value JSON
 # text, entered_at, exited_at, changed_at) with times in microseconds.
-PROFILE_COMPUTED_SQL = compose(
-    """
-SELECT d.key, d.kind, v.state.1, v.state.2, v.state.3, v.state.4, v.state.5
-FROM
-(
-    SELECT
-        computation_id,
-        argMax(
-            (
-                member, value, toUnixTimestamp64Micro(entered_at), toUnixTimestamp64Micro(exited_at),
-                toUnixTimestamp64Micro(changed_at)
-            ),
-            seq
-        ) AS state
-    FROM computed_by_profile
-    WHERE profile_id = {profile:String}
-    GROUP BY computation_id
-) AS v
-INNER JOIN ($definitions) AS d ON d.computation_id = v.computation_id
-ORDER BY d.key
-""",
+# A profile's values, then the definitions of those found: two small queries, cheaper in chDB
+# than one joining them (11 ms against 3 + 4 ms, and 3 ms alone for the many profiles with no
+# value; bench.read_api).
+PROFILE_VALUES_SQL = """
+SELECT
+    computation_id,
+    argMax(
+        (
+            member, value, toUnixTimestamp64Micro(entered_at), toUnixTimestamp64Micro(exited_at),
+            toUnixTimestamp64Micro(changed_at)
+        ),
+        seq
+    ) AS state
+FROM computed_by_profile
+WHERE profile_id = {profile:String}
+GROUP BY computation_id
+"""
+DEFINED_SQL = compose(
+    "SELECT computation_id, key, kind FROM ($definitions) WHERE computation_id IN {ids:Array(String)}",
     definitions=CURRENT_DEFINITIONS,
 )
 
@@ -189,10 +187,17 @@ class ComputedRow:
 
 
 def profile_computed(client: Client, profile_id: str) -> list[ComputedRow]:
-    """A profile's Feedhouse audiences and computed traits."""
-    return [
-        ComputedRow(str(key), str(kind), bool(member), str(value), entered, exited, int(changed))
-        for key, kind, member, value, entered, exited, changed in rows(
-            client, PROFILE_COMPUTED_SQL, profile=profile_id
-        )
+    """A profile's Feedhouse audiences and computed traits (of definitions that exist), by key."""
+    values = rows(client, PROFILE_VALUES_SQL, profile=profile_id)
+    if not values:
+        return []
+    defined = {
+        str(computation): (str(key), str(kind))
+        for computation, key, kind in rows(client, DEFINED_SQL, ids=[str(v[0]) for v in values])
+    }
+    found = [
+        ComputedRow(*defined[str(computation)], bool(member), str(value), entered, exited, int(changed))
+        for computation, (member, value, entered, exited, changed) in values
+        if str(computation) in defined
     ]
+    return sorted(found, key=lambda row: row.key)
