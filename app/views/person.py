@@ -89,12 +89,11 @@ def _person(
         return {"events": [(event, resolution.profile_id) for event in events]}
     # The profile, Feedhouse's values, the timeline and the activity chart only depend on the
     # resolved ids: side by side.
-    summary, states, computed, events, per_day = ctx.side_by_side(
-        (profiles.activity, (resolution.ids,)),
+    (summary, per_day), states, computed, events = ctx.side_by_side(
+        (profiles.activity_with_days, (resolution.ids, CHART_DAYS)),
         (profiles.states_and_groups, (resolution.ids,)),
         (audiences.profile_computed, (resolution.profile_id,)),
         (timelines.timeline, (resolution.ids, page)),
-        (profiles.activity_per_day, (resolution.ids, CHART_DAYS)),
     )
     rows = profiles.combined(summary, states)
     if not (resolution.mapped or rows.event_count or rows.states):
