@@ -115,34 +115,34 @@ def warm_up(http: TestClient, ids: list[str]) -> None:
     latencies(http, ids, passes=WARM_UP_PASSES)
 
 
+def until_none(client: Client, statement: str, what: str, timeout: float, pause: float) -> float:
+    """Seconds until ``statement`` (a count) is 0, polled every ``pause`` s."""
+    started = time.perf_counter()
+    while client.query(statement).result_rows[0][0]:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{what} after {timeout:.0f} s")
+        time.sleep(pause)
+    return time.perf_counter() - started
+
+
 def retire_patch_parts(client: Client, timeout: float = 120.0) -> float:
     """Seconds until no table holds an active patch part (the cleanup task retires them once
     applied; until then every read of the table does extra work for them)."""
-    started = time.perf_counter()
     statement = (
         "SELECT count() FROM system.parts"
         " WHERE database = currentDatabase() AND active AND startsWith(name, 'patch-')"
     )
-    while client.query(statement).result_rows[0][0]:
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"patch parts still active after {timeout:.0f} s")
-        time.sleep(0.2)
-    return time.perf_counter() - started
+    return until_none(client, statement, "patch parts still active", timeout, 0.2)
 
 
 def settle_merges(client: Client, timeout: float = 600.0) -> float:
     """Seconds until no background merge or mutation runs: an earlier run's purge leaves merges
     that would otherwise share the two cores with this run's deletion."""
-    started = time.perf_counter()
     statement = (
         "SELECT (SELECT count() FROM system.merges WHERE database = currentDatabase())"
         " + (SELECT count() FROM system.mutations WHERE database = currentDatabase() AND NOT is_done)"
     )
-    while client.query(statement).result_rows[0][0]:
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"merges still running after {timeout:.0f} s")
-        time.sleep(0.5)
-    return time.perf_counter() - started
+    return until_none(client, statement, "merges still running", timeout, 0.5)
 
 
 def users(client: Client, count: int, seed: int) -> list[str]:
