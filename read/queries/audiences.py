@@ -135,11 +135,10 @@ WHERE member = 1
     definitions=CURRENT_DEFINITIONS,
 )
 
-# One profile's current values of every current definition: (key, kind, member, value JSON
-# text, entered_at, exited_at, changed_at) with times in microseconds.
-# A profile's values, then the definitions of those found: two small queries, cheaper in chDB
-# than one joining them (11 ms against 3 + 4 ms, and 3 ms alone for the many profiles with no
-# value; bench.read_api).
+# One profile's current value of each definition it has one, (computation_id, (member, value JSON
+# text, entered_at, exited_at, changed_at)) with times in microseconds; then the current
+# definitions of those found. Two small queries are cheaper in chDB than one joining them (11 ms
+# against 3 + 4 ms, and 3 ms alone for the many profiles with no value; bench.read_api).
 PROFILE_VALUES_SQL = """
 SELECT
     computation_id,

@@ -256,8 +256,7 @@ def activity_with_days(client: Client, ids: Sequence[str], days: int) -> tuple[A
     found = one(client, ACTIVITY_WITH_DAYS_SQL, ids=list(ids))
     summary, (day_list, counts) = tuple(found[:-1]), found[-1]
     per_day = {int(day): int(count) for day, count in zip(day_list, counts, strict=True)}
-    last = summary[2]
-    if last is None or not per_day:
+    if not per_day:
         return summary, {}
-    since = (int(last) // 1_000_000 // 86_400 - (days - 1)) * 86_400
+    since = (int(summary[2]) // 1_000_000 // 86_400 - (days - 1)) * 86_400  # summary[2]: the newest
     return summary, {day: count for day, count in per_day.items() if day >= since}
