@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.audience_backfill import twenty
 from bench.common import (
@@ -219,9 +220,10 @@ def destination_lag(url: str) -> float | None:
     """``feedhouse_destination_lag_changes`` summed over destinations (None: not exported yet)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     values = [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("feedhouse_destination_lag_changes{")
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "feedhouse_destination_lag_changes"
+        for sample in family.samples
     ]
     return sum(values) if values else None
 
