@@ -1,15 +1,17 @@
 """People matching filters, verified on their merged state here, in Python.
 
-A filter's lookup table (``id_state_by_trait|group|audience``) gives candidate ids; each
-candidate's profile is then judged on the merge of the current state of *all* its ids, by the
-same function the profile pages use (:func:`feedhouse.read.model.merge_states`), so a search can
-never disagree with the profile it lists. Four short queries (candidates, every id of their
-profiles, those ids' states from the key-value mirror, their newest event times) instead of one
-query verifying in SQL: in chDB the nested subqueries of that query cost more to analyse than
-the round trips (docs/benchmarks.md, "The app and the Profile API").
+A filter's lookup table (``id_state_by_trait|group|audience``; for an audience also the members
+of Feedhouse's audience of that key) gives candidate ids; each candidate's profile is judged on
+the merge of the current state of *all* its ids, by the same function the profile pages use
+(:func:`feedhouse.read.model.merge_states`), so a search can never disagree with the profile it
+lists; an audience filter passes a member of either system's audience of its key. A few short
+queries (candidates, every id of their profiles, those ids' states from the key-value mirror,
+Feedhouse memberships, their newest event times) instead of one query verifying in SQL: in chDB
+the nested subqueries of that query cost more to analyse than the round trips
+(docs/benchmarks.md, "The app and the Profile API").
 
 For filters with many candidates (a common value such as ``plan=pro``, a large group) the people
-list walks profiles by last seen and keeps those :func:`matches` accepts
+list walks profiles by last seen and keeps those :func:`passing` accepts
 (``feedhouse.read.queries.people.recent_profiles``).
 """
 
@@ -23,7 +25,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from feedhouse.read.model import MergedState, merge_states
-from feedhouse.read.queries import people, profiles, search
+from feedhouse.read.queries import audiences, people, profiles, search
 
 # Candidates above which a filter is not "selective": verifying each one would cost more than
 # walking people by last seen and testing each (a page of people is ~50-400 lookups).
@@ -36,14 +38,28 @@ def trait_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def matches(query: search.ProfileQuery, merged: MergedState) -> bool:
-    """Whether a profile's merged state passes every filter of ``query``."""
+def matches(query: search.ProfileQuery, merged: MergedState, computed_member: bool = False) -> bool:
+    """Whether a profile passes every filter of ``query``: its merged state, and for the audience
+    filter either Engage's audience in that state or Feedhouse's (``computed_member``: the profile
+    is a member of Feedhouse's audience of that key, :func:`passing`)."""
     for key, value in query.traits:
         if key not in merged.traits or trait_text(merged.traits[key]) != value:
             return False
     if query.group and merged.group_id != query.group:
         return False
-    return not query.audience or merged.audiences.get(query.audience, {}).get("member") is True
+    if not query.audience or computed_member:
+        return True
+    return merged.audiences.get(query.audience, {}).get("member") is True
+
+
+def passing(
+    client: Client, query: search.ProfileQuery, members: Mapping[str, Sequence[str]]
+) -> dict[str, MergedState]:
+    """Those of ``members`` (profile -> its ids) that pass every filter of ``query``, with their
+    merged states."""
+    merged = merged_states(client, members)
+    computed = audiences.computed_members_among(client, query.audience, sorted(members))
+    return {profile: state for profile, state in merged.items() if matches(query, state, profile in computed)}
 
 
 def merged_states(client: Client, members: Mapping[str, Sequence[str]]) -> dict[str, MergedState]:
@@ -74,11 +90,11 @@ def selective_matches(
     if not candidates:
         return []
     members = profiles.members_of(client, candidates)
-    merged = merged_states(client, members)
-    wanted = {profile: ids for profile, ids in members.items() if matches(query, merged[profile])}
-    seen = people.last_seen(client, [i for ids in wanted.values() for i in ids])
+    wanted = passing(client, query, members)
+    seen = people.last_seen(client, [i for profile in wanted for i in members[profile]])
     found = []
-    for profile, ids in wanted.items():
+    for profile, merged in wanted.items():
+        ids = members[profile]
         position = people.newest(ids, seen) or (0, profile)
-        found.append(Match(profile, tuple(sorted(ids)), merged[profile], position))
+        found.append(Match(profile, tuple(sorted(ids)), merged, position))
     return sorted(found, key=lambda match: match.position, reverse=True)

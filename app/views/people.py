@@ -90,11 +90,9 @@ def find(
         ]
         return shown, after, len(selected)
 
-    def keep(members: dict[str, list[str]]) -> set[str]:
-        merged = matching.merged_states(client, members)
-        return {profile for profile, state in merged.items() if matching.matches(query, state)}
-
-    found, after = people.recent_profiles(client, before, limit, keep=keep)
+    found, after = people.recent_profiles(
+        client, before, limit, keep=lambda members: set(matching.passing(client, query, members))
+    )
     return rows_for(client, found), after, None
 
 

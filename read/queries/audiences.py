@@ -117,6 +117,25 @@ ORDER BY d.key
     definitions=CURRENT_DEFINITIONS,
 )
 
+# The current members of the Feedhouse audience {audience:String} (none when there is no such
+# audience), all of them (a people filter's candidates, beside Engage's: read.queries.search) or
+# those among {profiles:Array(String)}.
+_COMPUTED_MEMBERS = """
+SELECT profile_id
+FROM computed_current
+WHERE computation_id IN
+    (SELECT computation_id FROM ($definitions) WHERE key = {audience:String} AND kind = 'audience')
+    $among
+GROUP BY computation_id, profile_id
+HAVING argMax(member, seq) = 1
+"""
+COMPUTED_MEMBERS_SQL = compose(_COMPUTED_MEMBERS, definitions=CURRENT_DEFINITIONS, among="")
+COMPUTED_MEMBERS_AMONG_SQL = compose(
+    _COMPUTED_MEMBERS,
+    definitions=CURRENT_DEFINITIONS,
+    among="AND profile_id IN (SELECT arrayJoin({profiles:Array(String)}))",
+)
+
 COMPUTED_AUDIENCE_PAGE_SQL = compose(
     """
 SELECT
@@ -170,6 +189,14 @@ def computed_audience_members(
     """Like :func:`audience_members`, for a Feedhouse audience; None when there is none of that key."""
     known, size, page = one(client, COMPUTED_AUDIENCE_PAGE_SQL, audience=audience, after=after, limit=limit)
     return (int(size), list(page)) if known else None
+
+
+def computed_members_among(client: Client, audience: str, profile_ids: list[str]) -> set[str]:
+    """Those of ``profile_ids`` that are members of the Feedhouse audience ``audience`` now."""
+    if not audience or not profile_ids:
+        return set()
+    found = rows(client, COMPUTED_MEMBERS_AMONG_SQL, audience=audience, profiles=profile_ids)
+    return {str(profile) for (profile,) in found}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,11 @@
 """People: profiles matching filters on their merged state, and the list of every profile.
 
-Matching starts from candidate ids in a lookup table (``id_state_by_trait|group|audience``)
-and verifies each candidate against the merged state of *all* ids of its profile, with the
-rules of the ``profiles`` view (per trait / audience / the group: newest event time wins, ties
-to the larger id): a lookup row may be stale, the merged state never is.
+Matching starts from candidate ids in a lookup table (``id_state_by_trait|group|audience``;
+for an audience also the members of Feedhouse's audience of that key) and verifies each
+candidate against the merged state of *all* ids of its profile, with the rules of the
+``profiles`` view (per trait / audience / the group: newest event time wins, ties to the larger
+id): a lookup row may be stale, the merged state never is. An audience filter passes a member of
+either system's audience of its key.
 
 Intermediate sets are scalar arrays, computed once per query (a CTE is re-run at every
 reference), and always probed with ``IN (SELECT arrayJoin(array))``: ``IN array`` with a
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from feedhouse.read.queries.audiences import COMPUTED_MEMBERS_SQL
 from feedhouse.read.queries.profiles import CURRENT_STATE, MEMBERS_OF, IdStateRow
 from feedhouse.read.sql import compose, one, rows
 
@@ -25,8 +28,15 @@ SELECT id FROM id_state_by_trait
 WHERE key = {keys:Array(String)}[1] AND value = {values:Array(String)}[1]
 """
 CANDIDATES_BY_GROUP = "SELECT id FROM id_state_by_group WHERE group_id = {group:String}"
-CANDIDATES_BY_AUDIENCE = (
-    "SELECT id FROM id_state_by_audience WHERE audience = {audience:String} AND member = 1"
+# An audience filter matches the members of either system's audience of that key: Engage's
+# (lookup rows of ids) and Feedhouse's own (current members by profile id, itself an id).
+CANDIDATES_BY_AUDIENCE = compose(
+    """
+SELECT id FROM id_state_by_audience WHERE audience = {audience:String} AND member = 1
+UNION ALL
+SELECT profile_id AS id FROM ($computed)
+""",
+    computed=COMPUTED_MEMBERS_SQL,
 )
 
 # The state of every id of the candidates' profiles, one row per (profile, id).
@@ -93,7 +103,7 @@ FROM
                 = {values:Array(String)}[indexOf({keys:Array(String)}, key)]
         ) = length({keys:Array(String)})
         AND ({group:String} = '' OR any(group_id) = {group:String})
-        AND ({audience:String} = '' OR any(member) = 1)
+        AND ({audience:String} = '' OR any(member) = 1 OR profile_id IN ($computed))
 )
 """
 _MATCHING = {
@@ -102,6 +112,7 @@ _MATCHING = {
         candidates=candidates,
         members=compose(MEMBERS_OF, profiles="candidate_profiles"),
         member_states=_MEMBER_STATES,
+        computed=COMPUTED_MEMBERS_SQL,
     )
     for name, candidates in (
         ("trait", CANDIDATES_BY_TRAIT),

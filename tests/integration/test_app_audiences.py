@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from feedhouse.app.views import audiences as audience_views
+from feedhouse.app.views import people as people_views
 from feedhouse.audiences.definitions import AUDIENCE, TRAIT
 from tests.conftest import Pages
 from tests.integration.test_app_browser import call, customers
@@ -230,6 +231,29 @@ def test_the_person_page_shows_feedhouses_audiences_and_computed_traits(
     assert "odd_events" not in computed  # no value: not shown
     grace = pages.page("/people/grace").text
     assert re.search(r"<bdi>orders</bdi></th><td><bdi>1</bdi>", grace)
+
+
+@pytest.mark.parametrize("selective", [True, False], ids=["verified", "walked"])
+def test_people_filtered_by_an_audience_of_either_system(
+    pages: Pages, defined: Harness, monkeypatch: pytest.MonkeyPatch, selective: bool
+) -> None:
+    if not selective:
+        monkeypatch.setattr(people_views, "SELECTIVE", 0)  # every filter walks people by last seen
+    pages.sign_in()
+
+    def listed(**filters: str) -> list[str]:
+        return [p["id"] for p in pages.page("/people", format="json", **filters).json()["profiles"]]
+
+    assert listed(audience="buyers") == ["ada", "grace"]  # most recently seen first
+    assert listed(audience="buyers", q="plan=pro") == ["ada"]
+    assert listed(audience="vip_customers") == ["ada"]  # both systems' Ada, once
+    assert listed(audience="orders") == []  # a computed trait is no audience
+    html = pages.page("/people", audience="buyers").text
+    assert 'href="/people/ada"' in html and 'href="/people/grace"' in html
+    # An exit counts: Grace leaves when the definition asks for two orders.
+    defined.define(AUDIENCE, {**BUYERS, "when": {"trait": "orders", "op": "gte", "value": 2}})
+    defined.backfill_all()
+    assert listed(audience="buyers") == ["ada"]
 
 
 def test_a_person_without_feedhouse_values_says_so(pages: Pages) -> None:

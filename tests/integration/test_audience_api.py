@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from feedhouse.audiences.admin import admin_routes, audience_definitions
 from feedhouse.read.api import read_routes
+from feedhouse.read.queries import search
 from feedhouse.settings import Settings
 from tests.conftest import ReadApi
 from tests.support.audiences import Harness, ids_of
@@ -236,3 +237,23 @@ def test_profiles_and_audience_lists_show_both_systems(api: Api, harness: Harnes
     engage_members = api.call("GET", "/v1/audiences/vip/members?computedBy=engage", token=api.read).json()
     assert engage_members["members"] == ["ada", "bob"] and engage_members["computedBy"] == "engage"
     assert api.call("GET", "/v1/audiences/vip/members?computedBy=other", token=api.read).status_code == 400
+
+    # People filtered by an audience: the members of either system's audience of that key.
+    def searched(query: str) -> list[str]:
+        body = api.call("GET", f"/v1/profiles?{query}", token=api.read).json()
+        assert body["total"] == len(body["profiles"]), body
+        return [p["id"] for p in body["profiles"]]
+
+    assert searched("audience=buyers") == ["ada"]  # Feedhouse's only: her order was anonymous
+    assert searched("audience=vip") == ["ada", "bob"]  # Engage's Ada and Bob, Feedhouse's Ada
+    assert searched("audience=buyers&trait.plan=pro") == ["ada"]
+    assert searched("audience=orders") == []  # a computed trait is no audience
+    # The same in the query for filters too common to verify one by one.
+    assert search.matching_profiles(read_api.clickhouse, search.ProfileQuery(audience="buyers"), "", 10) == (
+        1,
+        ["ada"],
+    )
+    assert search.matching_profiles(read_api.clickhouse, search.ProfileQuery(audience="vip"), "", 10) == (
+        2,
+        ["ada", "bob"],
+    )

@@ -38,3 +38,13 @@ def test_every_filter_must_hold_on_the_merged_state() -> None:
     assert not matches(ProfileQuery(group="g2"), merged)
     assert not matches(ProfileQuery(audience="churned"), merged)  # an exited member
     assert not matches(ProfileQuery(audience="never"), merged)
+
+
+def test_an_audience_filter_passes_a_member_of_feedhouses_audience_of_that_key() -> None:
+    merged = merge_states([state("ann", {"plan": "pro"}, {"plan": 1}, group_id="g1", group_time=5)])
+    assert not matches(ProfileQuery(audience="buyers"), merged)
+    assert matches(ProfileQuery(audience="buyers"), merged, computed_member=True)
+    # The other filters still hold.
+    assert matches(ProfileQuery(traits=(("plan", "pro"),), group="g1", audience="buyers"), merged, True)
+    assert not matches(ProfileQuery(group="g2", audience="buyers"), merged, computed_member=True)
+    assert not matches(ProfileQuery(traits=(("plan", "free"),), audience="buyers"), merged, True)
