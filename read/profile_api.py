@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,7 +32,7 @@ from feedhouse import metrics
 from feedhouse.auth import READ, Tokens
 from feedhouse.http import HttpError, json_response
 from feedhouse.read import matching
-from feedhouse.read.lanes import Lanes
+from feedhouse.read.lanes import Call, Lanes
 from feedhouse.read.model import classify_ids, iso, json_value, merge_states
 from feedhouse.read.params import (
     EVENT_CURSOR,
@@ -116,15 +116,26 @@ def parse_identifier(raw: str) -> tuple[str, str]:
 
 
 class Located:
-    """A profile found by an identifier: its resolution and the rows it is merged from."""
+    """A profile found by an identifier: its resolution, the rows it is merged from, and what a
+    route's query run alongside them answered (:data:`Alongside`)."""
 
-    def __init__(self, resolution: profiles.Resolution, rows: profiles.ProfileRows) -> None:
+    def __init__(
+        self, resolution: profiles.Resolution, rows: profiles.ProfileRows, alongside: Any = None
+    ) -> None:
         self.resolution = resolution
         self.rows = rows
         self.merged = merge_states(rows.states)
+        self.alongside = alongside
 
 
-def locate(client: Client, kind: str, value: str, lanes: Lanes) -> Located:
+# A route's own query of the profile's ids (given a client first), run side by side with the
+# profile's rows: it needs only the ids, so the route waits for the slower of the two, not both.
+Alongside = Callable[[Client, Sequence[str]], Any]
+
+
+def locate(
+    client: Client, kind: str, value: str, lanes: Lanes, alongside: Alongside | None = None
+) -> Located:
     """The profile ``kind:value`` names, or 404: the value must have been seen as that kind."""
     if kind == "email":
         found = matching.selective_matches(client, search.ProfileQuery(traits=(("email", value),)))
@@ -134,15 +145,19 @@ def locate(client: Client, kind: str, value: str, lanes: Lanes) -> Located:
         # recently active one answers.
         value = found[0].profile_id
     resolution = profiles.resolve(client, value)
-    summary, states = lanes.side_by_side(
-        client, (profiles.activity, (resolution.ids,)), (profiles.states_and_groups, (resolution.ids,))
-    )
+    calls: list[Call] = [
+        (profiles.activity, (resolution.ids,)),
+        (profiles.states_and_groups, (resolution.ids,)),
+    ]
+    if alongside is not None:
+        calls.append((alongside, (resolution.ids,)))
+    summary, states, *extra = lanes.side_by_side(client, *calls)
     rows = profiles.combined(summary, states)
     if kind != "email":
         users, anonymous = classify_ids(resolution.ids, rows)
         if value not in (users if kind == "user_id" else anonymous):
             raise profile_not_found()
-    return Located(resolution, rows)
+    return Located(resolution, rows, extra[0] if extra else None)
 
 
 class ProfileApi:
@@ -202,7 +217,8 @@ class ProfileApi:
         value: str,
     ) -> dict[str, Any]:
         client = self.client()
-        located = locate(client, kind, value, self.lanes)
+        alongside = ALONGSIDE[handler](params) if handler in ALONGSIDE else None
+        located = locate(client, kind, value, self.lanes, alongside)
         return handler(request, params, located, client)
 
 
@@ -306,7 +322,8 @@ def _position(params: Params) -> tuple[str, str] | None:
     return kind, identifier
 
 
-def events(request: Request, params: Params, located: Located, client: Client) -> dict[str, Any]:
+def event_page(params: Params) -> timelines.EventFilter:
+    """The events route's page (one more than asked: whether there are more)."""
     limit = params.limit(*LIST_LIMIT)
     ascending = params.choice("sort", ("asc", "desc"), "desc") == "asc"
     start, end = params.time("start"), params.time("end")
@@ -317,7 +334,7 @@ def events(request: Request, params: Params, located: Located, client: Client) -
             before = tuple(decode_cursor(raw, EVENT_CURSOR))
         except HttpError:
             raise invalid("next", "is not a cursor from this API") from None
-    page = timelines.EventFilter(
+    return timelines.EventFilter(
         limit=limit + 1,
         before=(int(before[0]), str(before[1])) if before else None,
         events=params.names("include"),
@@ -327,7 +344,17 @@ def events(request: Request, params: Params, located: Located, client: Client) -
         end=end,
         ascending=ascending,
     )
-    found = timelines.timeline(client, located.resolution.ids, page)
+
+
+def event_timeline(params: Params) -> Alongside:
+    """The events route's timeline query, run alongside locating the profile."""
+    page = event_page(params)
+    return lambda client, ids: timelines.timeline(client, ids, page)
+
+
+def events(request: Request, params: Params, located: Located, _client: Client) -> dict[str, Any]:
+    limit = params.limit(*LIST_LIMIT)
+    found: list[timelines.EventRow] = located.alongside
     shown = found[:limit]
     next_value = encode_cursor(EVENT_CURSOR, *shown[-1].position) if len(found) > limit else ""
     return {
@@ -414,6 +441,10 @@ ROUTES: dict[str, Answer] = {
     "metadata": metadata,
     "links": links,
 }
+
+
+# Routes whose own query runs side by side with locating the profile.
+ALONGSIDE: dict[Answer, Callable[[Params], Alongside]] = {events: event_timeline}
 
 
 def profile_api_routes(

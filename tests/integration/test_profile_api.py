@@ -95,7 +95,12 @@ def test_external_ids_list_every_id_with_when_it_was_first_seen(read_api: ReadAp
     assert [i["id"] for i in page["data"] + rest][:4] == ["ada-laptop", "ada-phone", "ada@example.com", "ada"]
 
 
-def test_events_serve_the_whole_history_with_start_end_sort_and_paging(read_api: ReadApi) -> None:
+@pytest.mark.parametrize("served", ["read_api", "pages"], ids=["one client", "lanes"])
+def test_events_serve_the_whole_history_with_start_end_sort_and_paging(
+    request: pytest.FixtureRequest, served: str
+) -> None:
+    # With lanes (as the server runs) the timeline runs beside locating the profile.
+    read_api: ReadApi = request.getfixturevalue(served)
     seeded(read_api)
     ids = [e["message_id"] for e in get(read_api, "user_id:ada-2/events", limit=100).json()["data"]]
     assert ids == ["a1", "m8", "m7", "m6", "m5", "m4", "m3", "m2", "m1"]  # page events included
