@@ -93,6 +93,8 @@ def describe_condition(condition: object, nested: bool = False) -> str:
     if "trait" in condition:
         subject = str(condition["trait"]) + (" (computed)" if condition.get("computed") else "")
         return _test(subject, condition.get("op"), condition.get("value"))
+    if "audience" in condition:
+        return f"in audience {condition['audience']}"
     if "event" in condition or "type" in condition:
         count = condition.get("count")
         times = ""

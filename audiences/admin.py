@@ -35,7 +35,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from feedhouse.audiences.definitions import AUDIENCE, TRAIT, DefinitionError, parse_definition
+from feedhouse.audiences.definitions import (
+    AUDIENCE,
+    TRAIT,
+    DefinitionError,
+    check_references,
+    parse_definition,
+)
 from feedhouse.audiences.destinations import masked, parse_destination
 from feedhouse.audiences.messages import iso
 from feedhouse.audiences.store import (
@@ -180,7 +186,7 @@ class AdminApi:
             with self.writes:
                 definitions = store.definitions()
                 stored = _existing(definitions, kind, key)
-                users = definitions.dependents(key) if kind == TRAIT else []
+                users = definitions.dependents(key)
                 if users:
                     raise HttpError(
                         409, "in_use", f"{key!r} is tested by audiences {users}; change or delete them first"
@@ -248,13 +254,15 @@ class AdminApi:
 
 def _parse(kind: str, body: Any, definitions: Definitions, key: str | None = None) -> Any:
     try:
-        return parse_definition(
+        definition = parse_definition(
             kind,
             body,
             computed_traits=definitions.keys(TRAIT) - ({key} if kind == TRAIT and key else set()),
             audiences=definitions.keys(AUDIENCE),
             key=key,
         )
+        check_references(definition, definitions.known)
+        return definition
     except DefinitionError as exc:
         raise HttpError(400, "invalid_definition", str(exc)) from None
 

@@ -25,7 +25,7 @@ Semantics (docs/audiences.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from feedhouse.audiences.definitions import (
     AUDIENCE,
     AllOf,
     AnyOf,
+    AudienceTest,
     Compute,
     Condition,
     Definition,
@@ -51,8 +52,8 @@ NUMBER_TYPES = "('Int64', 'UInt64', 'Double')"
 COMPARISONS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-class UnknownTrait(LookupError):
-    """An audience tests a computed trait that is not among the definitions compiled with it."""
+class UnknownDefinition(LookupError):
+    """An audience tests a computed trait or an audience that is not among the known definitions."""
 
 
 @dataclass
@@ -112,11 +113,12 @@ class Program:
     parameters: dict[str, Any]
 
 
-def compile_definitions(definitions: Sequence[Definition], traits: dict[str, Definition]) -> Program:
+def compile_definitions(definitions: Sequence[Definition], known: Mapping[str, Definition]) -> Program:
     """One program computing every definition in ``definitions``.
 
-    ``traits`` maps computed-trait keys to their definitions: an audience's computed-trait tests
-    are computed inline from them (so an audience never waits for its trait's own output).
+    ``known`` maps keys to every definition: an audience's tests of computed traits and of other
+    audiences are computed inline from their formulas (so an audience never waits for another
+    output, and all of them see the same events).
     """
     bind = Binder()
     aggregates = Aggregates()
@@ -125,7 +127,8 @@ def compile_definitions(definitions: Sequence[Definition], traits: dict[str, Def
     for definition in definitions:
         if definition.kind == AUDIENCE:
             assert definition.when is not None
-            sql = f"toUInt8({_condition(definition.when, traits, aggregates, bind, selectors)})"
+            condition = _condition(definition.when, known, aggregates, bind, selectors, (definition.key,))
+            sql = f"toUInt8({condition})"
         else:
             assert definition.compute is not None
             sql = _value(definition.compute, aggregates, bind, selectors)
@@ -198,26 +201,35 @@ def _value(compute: Compute, aggregates: Aggregates, bind: Binder, selectors: li
 
 def _condition(
     condition: Condition,
-    traits: dict[str, Definition],
+    known: Mapping[str, Definition],
     aggregates: Aggregates,
     bind: Binder,
     selectors: list[Selector],
+    chain: tuple[str, ...],
 ) -> str:
+    """``condition`` as SQL; ``chain``: the audiences being compiled, outermost first."""
     if isinstance(condition, AllOf | AnyOf):
         joiner = " AND " if isinstance(condition, AllOf) else " OR "
-        parts = [_condition(item, traits, aggregates, bind, selectors) for item in condition.items]
+        parts = [_condition(item, known, aggregates, bind, selectors, chain) for item in condition.items]
         return "(" + joiner.join(parts) + ")"
     if isinstance(condition, Not):
-        return f"(NOT {_condition(condition.item, traits, aggregates, bind, selectors)})"
+        return f"(NOT {_condition(condition.item, known, aggregates, bind, selectors, chain)})"
+    if isinstance(condition, AudienceTest):
+        tested = known.get(condition.audience)
+        # The admin API refuses cycles (definitions.check_references); stored rows are re-checked.
+        if tested is None or tested.when is None or condition.audience in chain:
+            raise UnknownDefinition(condition.audience)
+        inner = _condition(tested.when, known, aggregates, bind, selectors, (*chain, condition.audience))
+        return f"({inner})"
     if isinstance(condition, EventTest):
         selectors.append(condition.selector)
         count = aggregates.event(f"countIf({_matches(condition.selector, bind)})")
         return f"({count} {COMPARISONS[condition.count_op]} {bind(condition.count_value, 'UInt64')})"
     assert isinstance(condition, TraitTest)
     if condition.computed:
-        trait = traits.get(condition.trait)
+        trait = known.get(condition.trait)
         if trait is None or trait.compute is None:
-            raise UnknownTrait(condition.trait)
+            raise UnknownDefinition(condition.trait)
         raw = _value(trait.compute, aggregates, bind, selectors)
     else:
         name = bind(condition.trait, "String")

@@ -15,7 +15,7 @@ Shapes (docs/audiences.md has the full reference)::
     audience: {"key", "name"?, "description"?, "when": CONDITION}
     FILTER:   {"property": PATH, "op": eq|neq|gt|gte|lt|lte|contains|exists, "value"?: V}
     CONDITION: {"all": [...]} | {"any": [...]} | {"not": C}
-             | {"trait": KEY, "op", "value"?}
+             | {"trait": KEY, "op", "value"?} | {"audience": KEY}
              | {"event": NAME | "type": TYPE, "within_days"?, "count"?: {"op", "value"}, "where"?}
 """
 
@@ -50,6 +50,9 @@ MAX_DESCRIPTION_CHARS = 2000
 MAX_FILTERS = 20
 MAX_CONDITION_NODES = 100
 MAX_CONDITION_DEPTH = 10
+# An audience's condition with the conditions of the audiences it tests put in their place (the
+# query computes them inline): bounded, as a chain of references multiplies the parts.
+MAX_EXPANDED_NODES = 1000
 MAX_WITHIN_DAYS = 3650
 MAX_COUNT = 1_000_000_000
 DEFAULT_UNIQUE_LIMIT = 20
@@ -110,6 +113,13 @@ class TraitTest:
 
 
 @dataclass(frozen=True, slots=True)
+class AudienceTest:
+    """The profile is a member of Feedhouse's audience ``audience`` (computed in the same pass)."""
+
+    audience: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventTest:
     """How many matching events the profile has, compared with ``count_op count_value``."""
 
@@ -133,7 +143,7 @@ class Not:
     item: Condition
 
 
-Condition = AllOf | AnyOf | Not | TraitTest | EventTest
+Condition = AllOf | AnyOf | Not | TraitTest | AudienceTest | EventTest
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,31 +164,88 @@ class Definition:
             test.trait for test in walk(self.when) if isinstance(test, TraitTest) and test.computed
         )
 
+    def audiences_used(self) -> frozenset[str]:
+        """Keys of the audiences this audience tests membership of (its dependencies too)."""
+        return frozenset(test.audience for test in walk(self.when) if isinstance(test, AudienceTest))
+
+    def uses(self) -> frozenset[str]:
+        """Every definition this one depends on directly."""
+        return self.traits_used() | self.audiences_used()
+
 
 def walk(condition: Condition | None) -> list[Condition]:
     """Every node of a condition tree, depth first."""
-    if condition is None:
-        return []
-    found: list[Condition] = [condition]
-    if isinstance(condition, AllOf | AnyOf):
-        for item in condition.items:
-            found += walk(item)
-    elif isinstance(condition, Not):
-        found += walk(condition.item)
-    return found
+    return [] if condition is None else [node for _, node in paths(condition, "when")]
 
 
-def fingerprint(definition: Definition, traits: Mapping[str, Definition]) -> str:
-    """What the values depend on: the formula, and the formulas of the computed traits it tests.
+def fingerprint(definition: Definition, known: Mapping[str, Definition]) -> str:
+    """What the values depend on: the formula, the formulas of the computed traits it tests, and
+    those of the audiences it tests (with what they depend on in turn). ``known``: every
+    definition by key.
 
     Two definitions with the same fingerprint have the same values, so a change of name or
-    description needs no recomputation, and a changed computed trait recomputes its audiences.
+    description needs no recomputation, and a changed computed trait or audience recomputes the
+    audiences testing it.
     """
+    return hashlib.sha256(
+        orjson.dumps(_formula(definition, known, ()), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:32]
+
+
+def _formula(
+    definition: Definition, known: Mapping[str, Definition], chain: tuple[str, ...]
+) -> dict[str, Any]:
     parts: dict[str, Any] = {"compute": definition.body.get("compute"), "when": definition.body.get("when")}
     parts["uses"] = {
-        key: traits[key].body.get("compute") for key in sorted(definition.traits_used()) if key in traits
+        key: known[key].body.get("compute") for key in sorted(definition.traits_used()) if key in known
     }
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    audiences = sorted(definition.audiences_used() - set(chain) - {definition.key})
+    if audiences:  # absent otherwise: the fingerprints of older definitions stay what they were
+        parts["audiences"] = {
+            key: _formula(known[key], known, (*chain, definition.key)) for key in audiences if key in known
+        }
+    return parts
+
+
+def check_references(definition: Definition, known: Mapping[str, Definition]) -> None:
+    """Refuse an audience that tests itself through the audiences it tests, or whose condition,
+    with theirs put in place, has more than :data:`MAX_EXPANDED_NODES` parts. ``known``: every
+    other definition by key (the one being saved is ``definition``)."""
+    if definition.when is None:
+        return
+    total = [0]
+
+    def expand(condition: Condition, path: str, chain: tuple[str, ...]) -> None:
+        for where, node in paths(condition, path):
+            total[0] += 1
+            if total[0] > MAX_EXPANDED_NODES:
+                raise DefinitionError(
+                    f"{where}: with the conditions of the audiences it tests, this audience has more"
+                    f" than {MAX_EXPANDED_NODES} parts"
+                )
+            if not isinstance(node, AudienceTest):
+                continue
+            if node.audience == definition.key or node.audience in chain:
+                through = " -> ".join((definition.key, *chain, node.audience))
+                raise DefinitionError(f"{where}.audience: an audience cannot test itself ({through})")
+            tested = known.get(node.audience)
+            if tested is None or tested.when is None:
+                raise DefinitionError(f"{where}.audience: there is no audience {node.audience!r}")
+            expand(tested.when, where, (*chain, node.audience))
+
+    expand(definition.when, "when", ())
+
+
+def paths(condition: Condition, path: str) -> list[tuple[str, Condition]]:
+    """Every node of a condition tree with its path in the definition (``when.all[1].not``)."""
+    found: list[tuple[str, Condition]] = [(path, condition)]
+    if isinstance(condition, AllOf | AnyOf):
+        form = "all" if isinstance(condition, AllOf) else "any"
+        for index, item in enumerate(condition.items):
+            found += paths(item, f"{path}.{form}[{index}]")
+    elif isinstance(condition, Not):
+        found += paths(condition.item, f"{path}.not")
+    return found
 
 
 # ---- parsing ----------------------------------------------------------------------------------
@@ -197,7 +264,8 @@ def parse_definition(
 
     ``computed_traits`` are the computed-trait keys that exist: an audience's trait test names
     one of them, or else an identify trait (decided now, stored in the definition).
-    ``audiences`` are audience keys, which a trait test may not name. ``key``, when given (a
+    ``audiences`` are the audience keys an audience test may name (a trait test may not; whether
+    an audience tests itself through others is :func:`check_references`' to say). ``key``, when given (a
     PUT to ``/v1/audiences/{key}``), is the key the body must have (or gets, when it has none).
     A trait test's ``"computed": true|false`` says explicitly which kind of trait it tests;
     ``stored`` bodies (read back from the table) keep what was decided when they were saved.
@@ -343,7 +411,7 @@ def _condition(
         raise DefinitionError(f"{path}: conditions nest at most {MAX_CONDITION_DEPTH} levels deep")
     if not isinstance(value, dict):
         raise DefinitionError(f"{path}: must be a condition object; got {_show(value)}")
-    forms = [name for name in ("all", "any", "not", "trait", "event", "type") if name in value]
+    forms = [name for name in ("all", "any", "not", "trait", "audience", "event", "type") if name in value]
     if forms in (["all"], ["any"]):
         form = forms[0]
         _object(value, path, (form,))
@@ -381,7 +449,9 @@ def _condition(
         data = _object(value, path, ("trait", "op", "value", "computed"))
         trait = _text(data["trait"], f"{path}.trait", MAX_TEXT_CHARS)
         if trait in audiences:
-            raise DefinitionError(f"{path}.trait: {trait!r} is an audience; test traits or events")
+            raise DefinitionError(
+                f'{path}.trait: {trait!r} is an audience; test its members with {{"audience": {trait!r}}}'
+            )
         op, operand = _test(data, path)
         computed = trait in computed_traits
         if "computed" in data:
@@ -395,6 +465,17 @@ def _condition(
             canonical["value"] = operand
         canonical["computed"] = computed
         return TraitTest(trait, computed, op, operand), canonical
+    if forms == ["audience"]:
+        data = _object(value, path, ("audience",))
+        audience = _key(data["audience"], f"{path}.audience")
+        if audience in computed_traits:
+            raise DefinitionError(
+                f"{path}.audience: {audience!r} is a computed trait;"
+                f' test it with {{"trait": {audience!r}, "op": ..., "value": ...}}'
+            )
+        if audience not in audiences and not stored:
+            raise DefinitionError(f"{path}.audience: there is no audience {audience!r}")
+        return AudienceTest(audience), {"audience": audience}
     if forms in (["event"], ["type"]):
         data = _object(value, path, ("event", "type", "within_days", "count", "where"))
         selector, canonical = _selector(data, path)
@@ -412,7 +493,8 @@ def _condition(
     if not forms:
         raise DefinitionError(
             f'{path}: must be one of {{"all": [...]}}, {{"any": [...]}}, {{"not": ...}},'
-            ' a trait test {"trait", "op", "value"} or an event test {"event", ...}'
+            ' a trait test {"trait", "op", "value"}, an audience test {"audience": KEY}'
+            ' or an event test {"event", ...}'
         )
     raise DefinitionError(f"{path}: has both {forms[0]!r} and {forms[1]!r}; a condition is one of them")
 

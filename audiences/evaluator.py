@@ -32,7 +32,7 @@ from clickhouse_connect.driver.client import Client
 
 from feedhouse import metrics
 from feedhouse.audiences.changes import Change, Current, CurrentCache, Subject, diff
-from feedhouse.audiences.compile import Program, UnknownTrait, compile_definitions
+from feedhouse.audiences.compile import Program, UnknownDefinition, compile_definitions
 from feedhouse.audiences.definitions import AUDIENCE, Definition
 from feedhouse.audiences.evaluate import (
     Scope,
@@ -83,7 +83,7 @@ class Job:
 
     stored: StoredDefinition
     fingerprint: str
-    traits: dict[str, Definition]
+    known: dict[str, Definition]  # every definition by key, when the job was made
     program: Program
     pending: set[str] = field(default_factory=set)  # profiles touched since the job was created
     cancelled: bool = False
@@ -128,7 +128,7 @@ class Evaluator:
         with self.lock:
             definitions = self.store.definitions()
             statuses = self.store.statuses()
-            traits = definitions.traits
+            known = definitions.known
             wanted = {s.computation_id: (s, definitions.fingerprint(s)) for s in definitions.by_key.values()}
             changed = False
             for computation_id, live in list(self.live.items()):
@@ -151,43 +151,43 @@ class Evaluator:
                     changed = True
                 else:
                     try:
-                        program = compile_definitions([stored.definition], traits)
-                    except UnknownTrait as exc:
+                        program = compile_definitions([stored.definition], known)
+                    except UnknownDefinition as exc:
                         log.error(
-                            "definition tests an unknown computed trait",
-                            extra={"definition": stored.key, "trait": str(exc)},
+                            "definition tests an unknown computed trait or audience",
+                            extra={"definition": stored.key, "tested": str(exc)},
                         )
                         continue
-                    job = Job(stored, fingerprint, traits, program)
+                    job = Job(stored, fingerprint, known, program)
                     self.jobs[computation_id] = job
                     self.backfills.put(job)
                     log.info(
                         "backfill scheduled", extra={"definition": stored.key, "revision": stored.revision}
                     )
             if changed:
-                self._recompile(traits)
+                self._recompile(known)
             self._refreshes += 1
             if changed or self._refreshes % STALE_EVERY == 1:
                 self._exit_stale(set(wanted), statuses, wait)
             metrics.AUDIENCE_DEFINITIONS.labels("live").set(len(self.live))
             metrics.AUDIENCE_DEFINITIONS.labels("backfilling").set(len(self.jobs))
 
-    def _recompile(self, traits: dict[str, Definition]) -> None:
+    def _recompile(self, known: dict[str, Definition]) -> None:
         order = sorted(self.live.values(), key=lambda live: (live.stored.kind, live.stored.key))
         usable: list[Live] = []
         for live in order:
             try:
-                compile_definitions([live.stored.definition], traits)
-            except UnknownTrait as exc:
+                compile_definitions([live.stored.definition], known)
+            except UnknownDefinition as exc:
                 log.error(
-                    "definition tests an unknown computed trait",
-                    extra={"definition": live.stored.key, "trait": str(exc)},
+                    "definition tests an unknown computed trait or audience",
+                    extra={"definition": live.stored.key, "tested": str(exc)},
                 )
                 continue
             usable.append(live)
         self.order = usable
         self.program = (
-            compile_definitions([live.stored.definition for live in usable], traits) if usable else None
+            compile_definitions([live.stored.definition for live in usable], known) if usable else None
         )
 
     def _exit_stale(self, wanted: set[str], statuses: dict[str, Status], wait: Wait) -> None:
@@ -215,7 +215,7 @@ class Evaluator:
     def run_backfills(self, jobs: Sequence[Job]) -> None:
         """Compute the jobs' definitions over every profile, in one query (the backfill thread)."""
         started = time.perf_counter()
-        program = compile_definitions([job.stored.definition for job in jobs], jobs[0].traits)
+        program = compile_definitions([job.stored.definition for job in jobs], jobs[0].known)
         now = self.clock()
         kinds = [job.stored.kind for job in jobs]
         values = evaluate_all(self.backfill_client, program, now, kinds)
@@ -275,7 +275,7 @@ class Evaluator:
         metrics.AUDIENCE_BACKFILL_SECONDS.labels(subject.key).set(job.seconds)
         del self.jobs[subject.computation_id]
         self.live[subject.computation_id] = live
-        self._recompile(job.traits)
+        self._recompile(job.known)
         log.info(
             "definition live",
             extra={

@@ -162,7 +162,7 @@ class AudienceService:
                 job = self.evaluator.backfills.get_nowait()
             except queue.Empty:
                 break
-            if job.traits != first.traits:
+            if job.known != first.known:
                 self.evaluator.backfills.put(job)
                 break
             jobs.append(job)

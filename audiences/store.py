@@ -169,15 +169,18 @@ class Definitions:
     def keys(self, kind: str) -> frozenset[str]:
         return frozenset(s.key for s in self.by_key.values() if s.kind == kind)
 
-    def fingerprint(self, stored: StoredDefinition) -> str:
-        return fingerprint(stored.definition, self.traits)
+    @property
+    def known(self) -> dict[str, Definition]:
+        """Every definition by key (keys are unique across traits and audiences)."""
+        return {s.key: s.definition for s in self.by_key.values()}
 
-    def dependents(self, trait_key: str) -> list[str]:
-        """Audiences that test the computed trait ``trait_key``."""
+    def fingerprint(self, stored: StoredDefinition) -> str:
+        return fingerprint(stored.definition, self.known)
+
+    def dependents(self, key: str) -> list[str]:
+        """Audiences that test the computed trait or audience ``key``."""
         return sorted(
-            s.key
-            for s in self.by_key.values()
-            if s.kind == AUDIENCE and trait_key in s.definition.traits_used()
+            s.key for s in self.by_key.values() if s.kind == AUDIENCE and key in s.definition.uses()
         )
 
 

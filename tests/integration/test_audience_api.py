@@ -94,6 +94,26 @@ def test_definitions_round_trip_with_status_and_size(api: Api, harness: Harness,
     assert after["status"] == "live" and after["size"] == 0  # nobody signed up
 
     assert api.call("DELETE", "/v1/traits/orders").json()["code"] == "in_use"
+    # An audience of the audience: it must exist, it may not come back to itself, and while it
+    # exists the audience it tests stays.
+    unknown = api.call("POST", "/v1/audiences", {"key": "vips", "when": {"audience": "nobody"}})
+    assert (unknown.status_code, unknown.json()["message"]) == (
+        400,
+        "when.audience: there is no audience 'nobody'",
+    )
+    assert (
+        api.call("POST", "/v1/audiences", {"key": "vips", "when": {"audience": "buyers"}}).status_code == 201
+    )
+    loop = api.call("PUT", "/v1/audiences/buyers", {**BUYERS, "when": {"not": {"audience": "vips"}}})
+    assert (loop.status_code, loop.json()["message"]) == (
+        400,
+        "when.not.audience: an audience cannot test itself (buyers -> vips -> buyers)",
+    )
+    in_use = api.call("DELETE", "/v1/audiences/buyers")
+    assert (in_use.status_code, in_use.json()["code"]) == (409, "in_use") and "vips" in in_use.json()[
+        "message"
+    ]
+    assert api.call("DELETE", "/v1/audiences/vips").status_code == 200
     assert api.call("DELETE", "/v1/audiences/buyers").status_code == 200
     assert api.call("GET", "/v1/audiences/buyers").status_code == 404
     assert api.call("DELETE", "/v1/traits/orders").status_code == 200

@@ -363,6 +363,34 @@ def test_changed_and_deleted_definitions(read_api: ReadApi, harness: Harness) ->
     assert len({c["message_id"] for c in harness.changes()}) == len(harness.changes())
 
 
+def test_an_audience_of_an_audience_follows_it(read_api: ReadApi, harness: Harness) -> None:
+    one_timers = {
+        "key": "one_timers",
+        "when": {"all": [{"event": "Order Completed"}, {"not": {"audience": "repeat_buyers"}}]},
+    }
+    read_api.send(order("a1", 0, userId="ann"), order("a2", 0.5, userId="ann"), order("b1", 0, userId="ben"))
+    harness.define(AUDIENCE, REPEAT)
+    harness.define(AUDIENCE, one_timers)
+    harness.backfill_all()
+    assert harness.values("repeat_buyers") == {"ann": True}
+    assert harness.values("one_timers") == {"ben": True}
+    # A new event moves both in the same pass: ben leaves one_timers as he enters repeat_buyers.
+    send(read_api, harness, order("b2", 0.7, userId="ben"))
+    assert harness.values("repeat_buyers") == {"ann": True, "ben": True}
+    assert harness.values("one_timers") == {}
+    # A changed tested audience recomputes its testers: with 3 orders to repeat, both are one-timers.
+    harness.define(
+        AUDIENCE, {**REPEAT, "when": {"event": "Order Completed", "count": {"op": "gte", "value": 3}}}
+    )
+    harness.backfill_all()
+    assert harness.values("repeat_buyers") == {}
+    assert harness.values("one_timers") == {"ann": True, "ben": True}
+    entered = [
+        (c["profile"], c["cause"]) for c in harness.changes() if c["key"] == "one_timers" and c["member"]
+    ]
+    assert sorted(entered) == [("ann", "definition"), ("ben", "definition"), ("ben", "definition")]
+
+
 def test_replays_record_nothing(read_api: ReadApi, harness: Harness) -> None:
     read_api.send(order("o1", 0, userId="ivy"), order("o2", 1, userId="ivy"))
     harness.define(AUDIENCE, REPEAT)

@@ -80,3 +80,12 @@ def test_computed_traits_read_as_formulas() -> None:
         describe_compute({"op": "unique", "type": "page", "property": "path", "limit": 5})
         == "unique values of path (at most 5) over any page call"
     )
+
+
+def test_an_audience_test_reads_as_membership() -> None:
+    body = parse_definition(
+        AUDIENCE,
+        {"key": "lapsed", "when": {"all": [{"event": "Order Completed"}, {"not": {"audience": "buyers"}}]}},
+        audiences=frozenset({"buyers"}),
+    ).body
+    assert describe(body) == 'did "Order Completed" and not (in audience buyers)'

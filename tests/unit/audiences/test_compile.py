@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from feedhouse.audiences.compile import compile_definitions
+import pytest
+
+from feedhouse.audiences.compile import UnknownDefinition, compile_definitions
 from feedhouse.audiences.definitions import AUDIENCE, TRAIT, Definition, parse_definition
 from feedhouse.audiences.queries import evaluation_sql
 
@@ -79,3 +81,23 @@ def test_identify_and_group_selectors_read_traits() -> None:
     )
     program = compile_definitions([trait], {})
     assert program.uses_traits and not program.uses_properties
+
+
+def test_an_audience_test_computes_the_tested_audience_inline() -> None:
+    buyers = parse_definition(
+        AUDIENCE, {"key": "buyers", "when": {"event": "Order Completed", "within_days": 7}}
+    )
+    lapsed = parse_definition(
+        AUDIENCE,
+        {"key": "lapsed", "when": {"all": [{"event": "Order Completed"}, {"not": {"audience": "buyers"}}]}},
+        audiences=frozenset({"buyers"}),
+    )
+    known = {"buyers": buyers, "lapsed": lapsed}
+    alone = compile_definitions([lapsed], known)
+    # The tested audience's events and window are part of the tester's program ...
+    assert alone.windows == (7,) and alone.events == {"Order Completed"}
+    # ... and both together share the aggregates (the same count is not computed twice).
+    both = compile_definitions([buyers, lapsed], known)
+    assert len(both.event_aggregates) == len(alone.event_aggregates) == 2
+    with pytest.raises(UnknownDefinition):
+        compile_definitions([lapsed], {"lapsed": lapsed})  # buyers is gone

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import orjson
 import pytest
 
 from feedhouse.audiences.definitions import (
@@ -12,10 +14,12 @@ from feedhouse.audiences.definitions import (
     TRAIT,
     AllOf,
     AnyOf,
+    AudienceTest,
     DefinitionError,
     EventTest,
     Not,
     TraitTest,
+    check_references,
     fingerprint,
     parse_definition,
 )
@@ -242,3 +246,103 @@ def test_stored_bodies_keep_the_trait_kind_decided_when_saved() -> None:
     )
     reread = parse_definition(AUDIENCE, saved.body, stored=True)  # the trait was not loaded (yet)
     assert reread.traits_used() == {"orders"}
+
+
+# ---- audiences testing audiences ----------------------------------------------------------
+
+
+def audiences(*bodies: dict[str, Any]) -> dict[str, Any]:
+    """Audience definitions by key, each parsed knowing the ones before it."""
+    known: dict[str, Any] = {}
+    for body in bodies:
+        known[body["key"]] = parse_definition(AUDIENCE, body, audiences=frozenset(known))
+    return known
+
+
+def test_an_audience_tests_membership_of_another() -> None:
+    known = audiences({"key": "buyers", "when": {"event": "Order Completed"}})
+    vip = parse_definition(
+        AUDIENCE,
+        {"key": "vip", "when": {"all": [{"audience": "buyers"}, {"not": {"audience": "buyers"}}]}},
+        audiences=frozenset(known),
+    )
+    assert vip.when == AllOf((AudienceTest("buyers"), Not(AudienceTest("buyers"))))
+    assert vip.body["when"] == {"all": [{"audience": "buyers"}, {"not": {"audience": "buyers"}}]}
+    assert vip.audiences_used() == {"buyers"} and vip.uses() == {"buyers"}
+    check_references(vip, known)  # no cycle
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"audience": "nobody"}, "when.audience: there is no audience 'nobody'"),
+        ({"any": [{"event": "x"}, {"audience": "Buyers"}]}, "when.any[1].audience: must be snake_case"),
+        ({"audience": "spend"}, "when.audience: 'spend' is a computed trait"),
+        ({"audience": "buyers", "op": "eq"}, "when.op: unknown field"),
+        (
+            {"trait": "buyers", "op": "exists"},
+            """when.trait: 'buyers' is an audience; test its members with {"audience": 'buyers'}""",
+        ),
+    ],
+)
+def test_audience_tests_are_refused_with_the_offending_path(when: dict[str, Any], message: str) -> None:
+    found = refused(
+        AUDIENCE, audience(when), audiences=frozenset({"buyers"}), computed_traits=frozenset({"spend"})
+    )
+    assert found.startswith(message), found
+
+
+def test_an_audience_may_not_test_itself_through_others() -> None:
+    known = audiences(
+        {"key": "a", "when": {"event": "x"}},
+        {"key": "b", "when": {"any": [{"event": "y"}, {"audience": "a"}]}},
+    )
+    # a is changed to test b, which tests a.
+    changed = parse_definition(
+        AUDIENCE, {"key": "a", "when": {"not": {"audience": "b"}}}, audiences=frozenset(known)
+    )
+    with pytest.raises(DefinitionError) as caught:
+        check_references(changed, known)
+    assert str(caught.value) == "when.not.any[1].audience: an audience cannot test itself (a -> b -> a)"
+    itself = parse_definition(AUDIENCE, {"key": "b", "when": {"audience": "b"}}, audiences=frozenset(known))
+    with pytest.raises(DefinitionError, match=r"^when\.audience: an audience cannot test itself \(b -> b\)"):
+        check_references(itself, known)
+
+
+def test_references_are_bounded_once_expanded() -> None:
+    # Each level tests the one below twice: 2^12 tests of the first once put in place.
+    bodies = [{"key": "l0", "when": {"event": "x"}}]
+    for level in range(1, 13):
+        below = {"audience": f"l{level - 1}"}
+        bodies.append({"key": f"l{level}", "when": {"all": [below, below]}})
+    known = audiences(*bodies)
+    with pytest.raises(DefinitionError, match="more than 1000 parts"):
+        check_references(known["l12"], known)
+    check_references(known["l5"], known)  # 2^5 tests: fine
+
+
+def test_fingerprints_follow_the_audiences_tested() -> None:
+    known = audiences({"key": "buyers", "when": {"event": "Order Completed"}})
+    vip = parse_definition(
+        AUDIENCE, {"key": "vip", "when": {"audience": "buyers"}}, audiences=frozenset(known)
+    )
+    stricter = audiences(
+        {"key": "buyers", "when": {"event": "Order Completed", "count": {"op": "gte", "value": 2}}}
+    )
+    # The tested audience's formula changed: the tester's values may change, so it is recomputed.
+    assert fingerprint(vip, known) != fingerprint(vip, stricter)
+    renamed = audiences({"key": "buyers", "name": "Buyers!", "when": {"event": "Order Completed"}})
+    assert fingerprint(vip, known) == fingerprint(vip, renamed)
+
+
+def test_fingerprints_of_definitions_testing_no_audience_are_unchanged() -> None:
+    # Stored statuses hold fingerprints: a definition that tests no audience must keep the one it
+    # had before audiences could test audiences, or an upgrade would recompute everything.
+    orders = parse_definition(
+        TRAIT, {"key": "orders", "compute": {"op": "count", "event": "Order Completed"}}
+    )
+    body = audience({"all": [{"trait": "orders", "op": "gte", "value": 2}, {"event": "x"}]})
+    repeat = parse_definition(AUDIENCE, body, computed_traits=frozenset({"orders"}))
+    before = {"compute": None, "when": repeat.body["when"], "uses": {"orders": orders.body["compute"]}}
+    expected = hashlib.sha256(orjson.dumps(before, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    assert fingerprint(repeat, {"orders": orders, "repeat_buyers": repeat}) == expected
