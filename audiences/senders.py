@@ -6,7 +6,8 @@ then every change after ``head``, in log order: a profile's changes of one defin
 it in the order they happened. The cursor (``destination_cursors``) moves only after the
 requests of a step are acknowledged or set aside, so a crash re-sends at most one step's
 changes, with the same messageIds (at least once; receivers that deduplicate see each change
-once).
+once). The initial sync records its progress after every request: interrupted, it resumes after
+the last batch sent, with the same head.
 
 Each destination has its own thread, HTTP client and ClickHouse client: a slow or dead one
 only delays itself, never ingestion, the evaluator or the other destinations.
@@ -18,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -53,7 +55,7 @@ FROM
 (
     SELECT profile_id, argMax(($columns), seq) AS state
     FROM computed_changes
-    WHERE computation_id = {computation:String} AND seq <= {head:UInt64}
+    WHERE computation_id = {computation:String} AND seq <= {head:UInt64} AND profile_id > {after:String}
     GROUP BY profile_id
 )
 WHERE state.8 = 1 OR state.9 != ''
@@ -94,8 +96,8 @@ class Sender:
         log.info("sender started", extra={"destination": key, "type": self.destination.type})
         try:
             self.cursor = self.store.cursor(self.destination.destination_id) or Cursor()
-            if not self.cursor.initial_done:
-                self.initial_sync()
+            if not self.cursor.initial_done and not self.initial_sync():
+                return
             while not self.stop.is_set():
                 if not self.step():
                     self.stop.wait(self.settings.destination_poll_seconds)
@@ -108,40 +110,59 @@ class Sender:
     def head(self) -> int:
         return int(one(self.client, MAX_SEQ_SQL)[0] or 0)
 
-    def initial_sync(self) -> None:
-        """Every current member / value (as of the newest change), then the cursor moves there."""
-        head = self.head()
-        delivered = dead = 0
-        for stored in self.store.definitions().by_key.values():
-            if self.only and stored.key not in self.only:
+    def initial_sync(self) -> bool:
+        """Every current member / value (as of the newest change), then the cursor moves there;
+        False when ``stop`` came first.
+
+        Definitions go by computation id and profiles by id, and the cursor records the last
+        batch sent: a sync interrupted (a restart, a crash) resumes after it, with the same head,
+        instead of sending every member again.
+        """
+        cursor = self.cursor
+        resumed = cursor.sync_head > 0
+        head = cursor.sync_head if resumed else self.head()
+        definitions = sorted(self.store.definitions().by_key.values(), key=lambda d: d.computation_id)
+        for stored in definitions:
+            if (self.only and stored.key not in self.only) or stored.computation_id < cursor.sync_computation:
                 continue
+            after = cursor.sync_after if stored.computation_id == cursor.sync_computation else ""
             snapshot = [
                 LoggedChange.of(row)
-                for row in rows(self.client, SNAPSHOT_SQL, computation=stored.computation_id, head=head)
+                for row in rows(
+                    self.client, SNAPSHOT_SQL, computation=stored.computation_id, head=head, after=after
+                )
             ]
             for batch in self.batches(snapshot):
+                if self.stop.is_set():
+                    return False
                 ok, count = self.send(batch)
-                delivered += count if ok else 0
-                dead += 0 if ok else count
+                cursor = self.store.save_cursor(
+                    self.destination.destination_id,
+                    replace(
+                        cursor,
+                        delivered=cursor.delivered + (count if ok else 0),
+                        dead_lettered=cursor.dead_lettered + (0 if ok else count),
+                        sync_head=head,
+                        sync_computation=stored.computation_id,
+                        sync_after=batch[-1].profile_id,
+                    ),
+                )
+                self.cursor = cursor
         self.cursor = self.store.save_cursor(
             self.destination.destination_id,
-            Cursor(
-                head,
-                True,
-                self.cursor.delivered + delivered,
-                self.cursor.dead_lettered + dead,
-                version=self.cursor.version,
-            ),
+            replace(cursor, seq=head, initial_done=True, sync_head=0, sync_computation="", sync_after=""),
         )
         log.info(
             "initial sync done",
             extra={
                 "destination": self.destination.key,
-                "messages": delivered,
-                "dead_lettered": dead,
+                "delivered": self.cursor.delivered,
+                "dead_lettered": self.cursor.dead_lettered,
                 "head": head,
+                "resumed": resumed,
             },
         )
+        return True
 
     def step(self) -> bool:
         """Deliver the next changes after the cursor (up to STEP_REQUESTS requests' worth, in

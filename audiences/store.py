@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -85,7 +85,11 @@ ORDER BY key
 """
 CURSOR_SQL = """
 SELECT argMax(
-    (seq, initial_done, delivered, dead_lettered, toUnixTimestamp64Micro(updated_at), version), version
+    (
+        seq, initial_done, delivered, dead_lettered, toUnixTimestamp64Micro(updated_at), version,
+        sync_head, sync_computation, sync_after
+    ),
+    version
 )
 FROM destination_cursors
 WHERE destination_id = {destination:String}
@@ -143,7 +147,12 @@ class StoredDestination:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far a destination got (see migration 0010)."""
+    """How far a destination got (see migrations 0010 and 0024).
+
+    While the initial sync is under way (``initial_done`` false) it sends the state as of change
+    ``sync_head``, definition after definition by computation id; ``sync_computation`` and
+    ``sync_after`` are the last computation and profile sent (``""``: none yet).
+    """
 
     seq: int = 0
     initial_done: bool = False
@@ -151,6 +160,9 @@ class Cursor:
     dead_lettered: int = 0
     updated_at: int = 0
     version: int = 0
+    sync_head: int = 0
+    sync_computation: str = ""
+    sync_after: str = ""
 
 
 @dataclass
@@ -314,15 +326,23 @@ class Store:
         found = rows(self.client, CURSOR_SQL, destination=destination_id)
         if not found:
             return None
-        seq, initial, delivered, dead, updated, version = found[0][0]
-        return Cursor(int(seq), bool(initial), int(delivered), int(dead), int(updated), int(version))
+        seq, initial, delivered, dead, updated, version, head, computation, after = found[0][0]
+        return Cursor(
+            int(seq),
+            bool(initial),
+            int(delivered),
+            int(dead),
+            int(updated),
+            int(version),
+            int(head),
+            str(computation),
+            str(after),
+        )
 
     def save_cursor(self, destination_id: str, cursor: Cursor) -> Cursor:
         """Write ``cursor`` with a version past the previous one; returns what was written."""
         version = max(now_micros(), cursor.version + 1)
-        written = Cursor(
-            cursor.seq, cursor.initial_done, cursor.delivered, cursor.dead_lettered, now_micros(), version
-        )
+        written = replace(cursor, updated_at=now_micros(), version=version)
         self.client.insert(
             "destination_cursors",
             [
@@ -334,6 +354,9 @@ class Store:
                     written.dead_lettered,
                     written.updated_at,
                     written.version,
+                    written.sync_head,
+                    written.sync_computation,
+                    written.sync_after,
                 ]
             ],
             column_names=[
@@ -344,6 +367,9 @@ class Store:
                 "dead_lettered",
                 "updated_at",
                 "version",
+                "sync_head",
+                "sync_computation",
+                "sync_after",
             ],
         )
         return written

@@ -15,7 +15,8 @@ Materialized views read and write the ``_local`` tables (they run where the inse
 view's target must be sharded like its source: the rows a ReplacingMergeTree collapses must be
 on one shard (a test checks both). Views, drops and ``ALTER`` run ``ON CLUSTER``; ``ALTER`` and
 lightweight ``DELETE`` address the ``_local`` tables (:func:`local_statement`), which a
-Distributed table does not support. Memory tables (the evaluator's scratch table) stay one per
+Distributed table does not support, except that a stored column added or dropped is added to or
+dropped from the Distributed table as well. Memory tables (the evaluator's scratch table) stay one per
 server. Reading joins of two Distributed tables needs ``distributed_product_mode = 'global'``
 (set by the client factory in cluster mode): docs/scaling.md.
 """
@@ -74,6 +75,11 @@ _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_DB}\.(?P<vi
 _CREATE_VIEW = re.compile(rf"^CREATE OR REPLACE VIEW {_DB}\.(?P<view>\w+)(?P<rest>.*)$", re.S)
 _DROP = re.compile(rf"^DROP (?P<kind>TABLE|VIEW) IF EXISTS {_DB}\.(?P<name>\w+)(?P<rest>.*)$", re.S)
 _ALTER = re.compile(rf"^ALTER TABLE {_DB}\.(?P<table>\w+)(?P<rest>.*)$", re.S)
+# A stored column added, or one dropped if it exists (EPHEMERAL, MATERIALIZED and ALIAS columns
+# serve the local tables' own views and stay there).
+_STORED_COLUMN = re.compile(
+    r"^\s+(?:ADD COLUMN(?!.*\b(?:EPHEMERAL|MATERIALIZED|ALIAS)\b)|DROP COLUMN IF EXISTS)\b", re.S
+)
 _REFERENCE = re.compile(r"(?P<db>`[^`]+`)\.(?P<name>\w+)\b")
 
 
@@ -104,8 +110,12 @@ def for_cluster(statement: str, cluster: str) -> list[str]:
         if kind == "TABLE" and name in SHARD_KEYS:
             dropped.append(f"DROP TABLE IF EXISTS {db}.{name}{LOCAL} {on}{rest}")
         return dropped
-    if _ALTER.match(body):
-        return [local_statement(body, cluster)]
+    if match := _ALTER.match(body):
+        statements = [local_statement(body, cluster)]
+        if match["table"] in SHARD_KEYS and _STORED_COLUMN.match(match["rest"]):
+            # Readers and writers go through the Distributed table: it must show the column too.
+            statements.append(f"ALTER TABLE {match['db']}.{match['table']} {on}{match['rest']}")
+        return statements
     if body.startswith("OPTIMIZE TABLE"):
         return [local_statement(body, cluster)]  # each replica merges its own parts
     if body.startswith("INSERT INTO"):

@@ -144,6 +144,21 @@ def test_deletes_and_mutations_address_the_local_tables() -> None:
         local_statement("DELETE FROM audience_scope WHERE 1", "c1")
 
 
+def test_a_stored_column_is_added_to_the_distributed_table_too() -> None:
+    change = " ADD COLUMN IF NOT EXISTS sync_head UInt64 DEFAULT 0"
+    assert for_cluster(f"ALTER TABLE `fh`.destination_cursors{change}", "c1") == [
+        f"ALTER TABLE `fh`.destination_cursors_local ON CLUSTER 'c1'{change}",
+        f"ALTER TABLE `fh`.destination_cursors ON CLUSTER 'c1'{change}",
+    ]
+    dropped = "ALTER TABLE `fh`.destination_cursors DROP COLUMN IF EXISTS sync_head"
+    assert len(for_cluster(dropped, "c1")) == 2
+    # A column serving the local table's own views stays there.
+    ephemeral = " ADD COLUMN IF NOT EXISTS tomb UInt8 EPHEMERAL 0"
+    assert for_cluster(f"ALTER TABLE `fh`.person_recency{ephemeral}", "c1") == [
+        f"ALTER TABLE `fh`.person_recency_local ON CLUSTER 'c1'{ephemeral}"
+    ]
+
+
 def test_unknown_statements_and_bad_cluster_names_are_refused() -> None:
     with pytest.raises(ClusterError, match="cannot rewrite"):
         for_cluster("SYSTEM STOP MERGES `fh`.events", "c1")
