@@ -6,8 +6,8 @@ then every change after ``head``, in log order: a profile's changes of one defin
 it in the order they happened. The cursor (``destination_cursors``) moves only after the
 requests of a step are acknowledged or set aside, so a crash re-sends at most one step's
 changes, with the same messageIds (at least once; receivers that deduplicate see each change
-once). The initial sync records its progress after every request: interrupted, it resumes after
-the last batch sent, with the same head.
+once). The initial sync records its progress the same way: interrupted, it resumes after the
+last request recorded, with the same head.
 
 Each destination has its own thread, HTTP client and ClickHouse client: a slow or dead one
 only delays itself, never ingestion, the evaluator or the other destinations.
@@ -115,13 +115,15 @@ class Sender:
         False when ``stop`` came first.
 
         Definitions go by computation id and profiles by id, and the cursor records the last
-        batch sent: a sync interrupted (a restart, a crash) resumes after it, with the same head,
-        instead of sending every member again.
+        request sent (every STEP_REQUESTS requests, and when stopped): a sync interrupted (a
+        restart; a crash re-sends at most STEP_REQUESTS requests) resumes after it, with the
+        same head, instead of sending every member again.
         """
         cursor = self.cursor
         resumed = cursor.sync_head > 0
         head = cursor.sync_head if resumed else self.head()
         definitions = sorted(self.store.definitions().by_key.values(), key=lambda d: d.computation_id)
+        unsaved = 0  # requests sent since the progress was last recorded
         for stored in definitions:
             if (self.only and stored.key not in self.only) or stored.computation_id < cursor.sync_computation:
                 continue
@@ -134,23 +136,23 @@ class Sender:
             ]
             for batch in self.batches(snapshot):
                 if self.stop.is_set():
+                    if unsaved:
+                        self._save(cursor)
                     return False
                 ok, count = self.send(batch)
-                cursor = self.store.save_cursor(
-                    self.destination.destination_id,
-                    replace(
-                        cursor,
-                        delivered=cursor.delivered + (count if ok else 0),
-                        dead_lettered=cursor.dead_lettered + (0 if ok else count),
-                        sync_head=head,
-                        sync_computation=stored.computation_id,
-                        sync_after=batch[-1].profile_id,
-                    ),
+                cursor = replace(
+                    cursor,
+                    delivered=cursor.delivered + (count if ok else 0),
+                    dead_lettered=cursor.dead_lettered + (0 if ok else count),
+                    sync_head=head,
+                    sync_computation=stored.computation_id,
+                    sync_after=batch[-1].profile_id,
                 )
-                self.cursor = cursor
-        self.cursor = self.store.save_cursor(
-            self.destination.destination_id,
-            replace(cursor, seq=head, initial_done=True, sync_head=0, sync_computation="", sync_after=""),
+                unsaved += 1
+                if unsaved == STEP_REQUESTS:  # as for steps: one write per STEP_REQUESTS requests
+                    cursor, unsaved = self._save(cursor), 0
+        self._save(
+            replace(cursor, seq=head, initial_done=True, sync_head=0, sync_computation="", sync_after="")
         )
         log.info(
             "initial sync done",
@@ -163,6 +165,11 @@ class Sender:
             },
         )
         return True
+
+    def _save(self, cursor: Cursor) -> Cursor:
+        """Record ``cursor``; it is then this sender's (with its new version)."""
+        self.cursor = self.store.save_cursor(self.destination.destination_id, cursor)
+        return self.cursor
 
     def step(self) -> bool:
         """Deliver the next changes after the cursor (up to STEP_REQUESTS requests' worth, in

@@ -31,7 +31,8 @@ PEOPLE = ("ann", "ben", "cy", "di", "ed")
 
 
 class Receiver:
-    """A webhook endpoint keeping every request's messages; ``on_request`` runs after each."""
+    """A webhook endpoint keeping every request's messages; ``on_request`` runs for each, before
+    the answer."""
 
     def __init__(self) -> None:
         self.requests: list[list[dict[str, Any]]] = []
@@ -42,11 +43,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append(orjson.loads(body))
+                if receiver.on_request is not None:  # before answering: the sender sees its effect
+                    receiver.on_request(len(receiver.requests))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                if receiver.on_request is not None:
-                    receiver.on_request(len(receiver.requests))
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -90,18 +91,17 @@ def run_sender(
 def test_an_interrupted_initial_sync_resumes_after_its_last_request(
     settings: Settings, clickhouse: Client, read_api: ReadApi, receiver: Receiver
 ) -> None:
-    read_api.send(
-        *(
-            {
-                "type": "track",
-                "messageId": f"o-{person}",
-                "timestamp": "2026-03-02T09:00:00Z",
-                "userId": person,
-                "event": "Order Completed",
-            }
-            for person in PEOPLE
-        )
-    )
+    orders: list[dict[str, object]] = [
+        {
+            "type": "track",
+            "messageId": f"o-{person}",
+            "timestamp": "2026-03-02T09:00:00Z",
+            "userId": person,
+            "event": "Order Completed",
+        }
+        for person in PEOPLE
+    ]
+    read_api.send(*orders)
     harness = Harness(clickhouse, now_micros())
     harness.define(TRAIT, {"key": "orders", "compute": {"op": "count", "event": "Order Completed"}})
     harness.define(AUDIENCE, {"key": "buyers", "when": {"trait": "orders", "op": "gte", "value": 1}})
