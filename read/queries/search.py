@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from feedhouse.read.queries.audiences import COMPUTED_MEMBERS_SQL
+from feedhouse.read.queries.audiences import AUDIENCE_MEMBERS, COMPUTED_MEMBERS_SQL
 from feedhouse.read.queries.profiles import CURRENT_STATE, MEMBERS_OF, IdStateRow
 from feedhouse.read.sql import compose, one, rows
 
@@ -117,9 +117,27 @@ _MATCHING = {
     for name, candidates in (
         ("trait", CANDIDATES_BY_TRAIT),
         ("group", CANDIDATES_BY_GROUP),
-        ("audience", CANDIDATES_BY_AUDIENCE),
     )
 }
+
+# An audience alone needs no verification: both systems decide membership per profile already
+# (Engage's: the newest entry among the profile's ids, as the merged state would;
+# ``read.queries.audiences``), so the answer is their union, without reading any member's state
+# (at 10M events, 107k members: 6.8 s verified against the merged states, on a slow day).
+AUDIENCE_ONLY_SQL = compose(
+    """
+SELECT
+    count() AS total,
+    arraySlice(arraySort(groupArrayIf(profile_id, profile_id > {after:String})), 1, {limit:UInt32}) AS page
+FROM
+(
+    SELECT DISTINCT profile_id
+    FROM (SELECT profile_id FROM ($engage) UNION ALL SELECT profile_id FROM ($computed))
+)
+""",
+    engage=AUDIENCE_MEMBERS,
+    computed=COMPUTED_MEMBERS_SQL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +160,8 @@ def matching_profiles(client: Client, query: ProfileQuery, after: str, limit: in
     elif query.group:
         statement = _MATCHING["group"]
     elif query.audience:
-        statement = _MATCHING["audience"]
+        total, page = one(client, AUDIENCE_ONLY_SQL, audience=query.audience, after=after, limit=limit)
+        return int(total), list(page)
     else:
         raise ValueError("matching_profiles needs at least one filter")
     total, page = one(

@@ -206,6 +206,14 @@ def test_profiles_and_audience_lists_show_both_systems(api: Api, harness: Harnes
             "event": "Order Completed",
         },
         {"type": "identify", "messageId": "i1", "timestamp": at(3), "userId": "ada", "anonymousId": "dev-1"},
+        # A buyer known only by a device: no identify, so no id state at all.
+        {
+            "type": "track",
+            "messageId": "o2",
+            "timestamp": at(4),
+            "anonymousId": "dev-9",
+            "event": "Order Completed",
+        },
         {
             "type": "identify",
             "messageId": "e2",
@@ -241,7 +249,7 @@ def test_profiles_and_audience_lists_show_both_systems(api: Api, harness: Harnes
     listed = api.call("GET", "/v1/audiences", token=api.read).json()["audiences"]
     assert {(a["key"], a["computedBy"], a["size"]) for a in listed} == {
         ("vip", "engage", 2),
-        ("buyers", "feedhouse", 1),
+        ("buyers", "feedhouse", 2),
         ("vip", "feedhouse", 1),
     }
     assert all("when" not in a for a in listed)  # definitions need the admin token
@@ -264,14 +272,18 @@ def test_profiles_and_audience_lists_show_both_systems(api: Api, harness: Harnes
         assert body["total"] == len(body["profiles"]), body
         return [p["id"] for p in body["profiles"]]
 
-    assert searched("audience=buyers") == ["ada"]  # Feedhouse's only: her order was anonymous
+    # Feedhouse's only: Ada's order was anonymous; dev-9 has no state at all.
+    assert searched("audience=buyers") == ["ada", "dev-9"]
     assert searched("audience=vip") == ["ada", "bob"]  # Engage's Ada and Bob, Feedhouse's Ada
     assert searched("audience=buyers&trait.plan=pro") == ["ada"]
     assert searched("audience=orders") == []  # a computed trait is no audience
-    # The same in the query for filters too common to verify one by one.
+    # The same in the queries for filters too common to verify one by one: an audience alone is
+    # the union of both systems' members; with other filters, verified on the merged states.
+    both = search.ProfileQuery(traits=(("plan", "pro"),), audience="buyers")
+    assert search.matching_profiles(read_api.clickhouse, both, "", 10) == (1, ["ada"])
     assert search.matching_profiles(read_api.clickhouse, search.ProfileQuery(audience="buyers"), "", 10) == (
-        1,
-        ["ada"],
+        2,
+        ["ada", "dev-9"],
     )
     assert search.matching_profiles(read_api.clickhouse, search.ProfileQuery(audience="vip"), "", 10) == (
         2,
