@@ -174,10 +174,6 @@ class Definitions:
     def of_kind(self, kind: str) -> list[StoredDefinition]:
         return [stored for stored in self.by_key.values() if stored.kind == kind]
 
-    @property
-    def traits(self) -> dict[str, Definition]:
-        return {s.key: s.definition for s in self.by_key.values() if s.kind == TRAIT}
-
     def keys(self, kind: str) -> frozenset[str]:
         return frozenset(s.key for s in self.by_key.values() if s.kind == kind)
 
