@@ -142,16 +142,10 @@ SELECT
     (SELECT count() FROM ($definitions) WHERE key = {audience:String} AND kind = 'audience') > 0 AS known,
     count() AS size,
     arraySlice(arraySort(groupArrayIf(profile_id, profile_id > {after:String})), 1, {limit:UInt32}) AS page
-FROM
-(
-    SELECT profile_id, argMax(member, seq) AS member
-    FROM computed_current
-    WHERE computation_id IN (SELECT computation_id FROM ($definitions) WHERE key = {audience:String})
-    GROUP BY profile_id
-)
-WHERE member = 1
+FROM ($members)
 """,
     definitions=CURRENT_DEFINITIONS,
+    members=COMPUTED_MEMBERS_SQL,
 )
 
 # One profile's current value of each definition it has one, (computation_id, (member, value JSON
