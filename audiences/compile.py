@@ -20,12 +20,17 @@ Semantics (docs/audiences.md):
   (``neq`` included); ``exists`` tests presence (JSON null counts as absent).
 * ``most_frequent`` breaks ties by the smallest JSON text; ``unique`` keeps the smallest
   ``limit`` distinct values by JSON text (both deterministic).
+
+What each output reads is known too (``Program.kinds``, ``Program.output_kinds``): the event
+kinds of its selectors, those of the traits and audiences it tests inline included. A pass uses
+it to evaluate, for a profile whose new events are all of some kinds, only the outputs those
+kinds can move, reading only the events those outputs count (``audiences.evaluate``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +53,11 @@ from feedhouse.audiences.definitions import (
 )
 
 NOW = "{now_us:Int64}"  # the evaluation's clock, bound per run
+# A row's kinds are bits of one UInt64 (``Program.row_kinds``); a program counting more kinds
+# than that reads every counted row for every profile, as before kinds were tracked.
+MAX_KINDS = 64
+
+Kind = tuple[str, str]  # (type, track event name or '' for every event of the type)
 NUMBER_TYPES = "('Int64', 'UInt64', 'Double')"
 COMPARISONS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -111,6 +121,18 @@ class Program:
     uses_properties: bool
     uses_traits: bool
     parameters: dict[str, Any]
+    kinds: tuple[Kind, ...] = ()  # every kind a selector counts; bit i of a mask is kinds[i]
+    output_kinds: tuple[int, ...] = ()  # per output, the mask of the kinds it reads
+    row_kinds: str = ""  # SQL: the mask of a row's kinds ('' when there are too many kinds)
+
+    def kinds_of(self, signatures: Iterable[Kind]) -> int:
+        """The mask of the kinds events of these (type, event name) signatures are of."""
+        mask = 0
+        for kind, name in signatures:
+            for bit, (counted, counted_name) in enumerate(self.kinds):
+                if kind == counted and counted_name in ("", name):
+                    mask |= 1 << bit
+        return mask
 
 
 def compile_definitions(definitions: Sequence[Definition], known: Mapping[str, Definition]) -> Program:
@@ -124,7 +146,9 @@ def compile_definitions(definitions: Sequence[Definition], known: Mapping[str, D
     aggregates = Aggregates()
     selectors: list[Selector] = []
     outputs: list[tuple[str, str]] = []
+    read_by_output: list[list[Selector]] = []
     for definition in definitions:
+        first = len(selectors)
         if definition.kind == AUDIENCE:
             assert definition.when is not None
             condition = _condition(definition.when, known, aggregates, bind, selectors, (definition.key,))
@@ -133,6 +157,14 @@ def compile_definitions(definitions: Sequence[Definition], known: Mapping[str, D
             assert definition.compute is not None
             sql = _value(definition.compute, aggregates, bind, selectors)
         outputs.append((definition.key, sql))
+        read_by_output.append(selectors[first:])
+    kinds = tuple(sorted({_kind_of(selector) for selector in selectors}))
+    bits = {kind: 1 << bit for bit, kind in enumerate(kinds)}
+    output_kinds = tuple(sum({bits[_kind_of(selector)] for selector in read}) for read in read_by_output)
+    row_kinds = ""
+    if 0 < len(kinds) <= MAX_KINDS:
+        parts = [f"if({_kind_sql(kind, bind)}, {1 << bit}, 0)" for bit, kind in enumerate(kinds)]
+        row_kinds = "toUInt64(" + " + ".join(parts) + ")"
     # Column names are the only identifiers this module writes, so a plain search is exact.
     event_sql = " ".join(aggregates.events)
     return Program(
@@ -147,6 +179,9 @@ def compile_definitions(definitions: Sequence[Definition], known: Mapping[str, D
         uses_properties=re.search(r"\bproperties\b", event_sql) is not None,
         uses_traits=re.search(r"\btraits\b", event_sql) is not None,
         parameters=bind.values,
+        kinds=kinds,
+        output_kinds=output_kinds,
+        row_kinds=row_kinds,
     )
 
 
@@ -246,11 +281,20 @@ def _condition(
 # ---- events -----------------------------------------------------------------------------------
 
 
+def _kind_of(selector: Selector) -> Kind:
+    return ("track", selector.event) if selector.event is not None else (str(selector.type), "")
+
+
 def _kind(selector: Selector, bind: Binder) -> str:
     """The event kind a selector counts: a track event name, or a type."""
-    if selector.event is not None:
-        return f"(type = 'track' AND event = {bind(selector.event, 'String')})"
-    return f"(type = {bind(selector.type, 'String')})"
+    return _kind_sql(_kind_of(selector), bind)
+
+
+def _kind_sql(kind: Kind, bind: Binder) -> str:
+    event_type, name = kind
+    if name:
+        return f"(type = 'track' AND event = {bind(name, 'String')})"
+    return f"(type = {bind(event_type, 'String')})"
 
 
 def _matches(selector: Selector, bind: Binder) -> str:

@@ -8,17 +8,23 @@ no longer a profile: it must lose its memberships). Alive candidates bring all t
 
 The work is that of the touched profiles, never of all profiles: the queries are key lookups
 on ``id_mapping`` / ``id_mapping_by_profile`` / ``events`` (ordered by person key).
+
+:func:`relevance` narrows it further. A profile in a pass only because of new events (no
+identity change, no id moving in or out) can only see the outputs those events' kinds count
+move: it is evaluated for those outputs, over the events of the kinds they read, and its other
+outputs are left as recorded. With typical definitions a page view moves a last-page trait and
+a page-path audience, not the order counts, so the profile's orders are not read again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from feedhouse.audiences.compile import Program
+from feedhouse.audiences.compile import Kind, Program
 from feedhouse.audiences.queries import (
     FORMER_OWNERS_SQL,
     IDENTIFIED_SQL,
@@ -34,6 +40,7 @@ CHUNK = 10_000
 
 # profile -> (identified, outputs); identified is None when not looked up (a pass).
 Values = dict[str, tuple[bool | None, tuple[Any, ...]]]
+EVERY_KIND = (1 << 64) - 1  # the scope mask of a profile evaluated whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,51 @@ class Scope:
     alive: tuple[str, ...]  # candidates that are profiles now (their canonical id maps to itself)
     ids: tuple[str, ...]  # every id of the alive profiles ...
     owners: tuple[str, ...]  # ... and the profile each belongs to
+    owner_of: Mapping[str, str] = field(default_factory=dict)  # touched id -> its profile now
+    former: frozenset[str] = frozenset()  # profiles a moved id belonged to
+
+
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    """Of some profiles of a scope, which outputs a pass evaluates (indices into the program's
+    outputs) and the mask of the kinds of events it reads for them; profiles absent are
+    evaluated whole."""
+
+    outputs: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    masks: Mapping[str, int] = field(default_factory=dict)
+
+
+def relevance(
+    program: Program, scope: Scope, seen: Mapping[str, Iterable[Kind]], whole: Iterable[str]
+) -> Relevance:
+    """What ``seen`` (event-touched id -> the (type, event name) of its new events) can move.
+
+    A profile is narrowed only if every touched id of it was touched by events alone (no id in
+    ``whole``: identity changes, expiries) and no moved id left it; an output is evaluated when
+    it reads a kind of those events, and the events read are the kinds those outputs read.
+    """
+    whole_profiles = {scope.owner_of.get(identifier, identifier) for identifier in whole} | scope.former
+    alive = set(scope.alive)
+    seen_kinds: dict[str, int] = {}
+    for identifier, signatures in seen.items():
+        profile = scope.owner_of.get(identifier)
+        if profile is None or profile not in alive or profile in whole_profiles:
+            continue
+        seen_kinds[profile] = seen_kinds.get(profile, 0) | program.kinds_of(signatures)
+    outputs: dict[str, frozenset[int]] = {}
+    masks: dict[str, int] = {}
+    for profile, kinds in seen_kinds.items():
+        chosen = frozenset(i for i, read in enumerate(program.output_kinds) if read & kinds)
+        outputs[profile] = chosen
+        masks[profile] = _union(program.output_kinds[i] for i in chosen) & EVERY_KIND
+    return Relevance(outputs, masks)
+
+
+def _union(masks: Iterable[int]) -> int:
+    found = 0
+    for mask in masks:
+        found |= mask
+    return found
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
@@ -51,7 +103,12 @@ def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
-def write_scope(client: Client, ids: Sequence[str], owners: Sequence[str] | None = None) -> None:
+def write_scope(
+    client: Client,
+    ids: Sequence[str],
+    owners: Sequence[str] | None = None,
+    masks: Sequence[int] | None = None,
+) -> None:
     """Put ``ids`` (and the profile of each) into the scratch table the next query reads.
 
     Thousands of ids bound as array parameters cost more to plan than the query costs to run
@@ -60,8 +117,12 @@ def write_scope(client: Client, ids: Sequence[str], owners: Sequence[str] | None
     """
     client.command("TRUNCATE TABLE audience_scope")
     if ids:
-        columns = [list(ids), list(owners) if owners is not None else [""] * len(ids)]
-        client.insert("audience_scope", columns, column_names=["id", "owner"], column_oriented=True)
+        columns: list[list[Any]] = [
+            list(ids),
+            list(owners) if owners is not None else [""] * len(ids),
+            list(masks) if masks is not None else [EVERY_KIND] * len(ids),
+        ]
+        client.insert("audience_scope", columns, column_names=["id", "owner", "mask"], column_oriented=True)
 
 
 def owners_of(client: Client, ids: Iterable[str]) -> dict[str, str]:
@@ -81,9 +142,12 @@ def resolve_scope(client: Client, touched: Iterable[str], moved: Iterable[str] =
     moved = sorted(set(moved))
     touched = sorted(set(touched) | set(moved))
     owners = owners_of(client, touched)
+    owner_of = dict(owners)
     candidates = set(touched) | set(owners.values())
+    former: set[str] = set()
     for part in chunks(moved):
-        candidates.update(str(profile) for (profile,) in rows(client, FORMER_OWNERS_SQL, ids=part))
+        former.update(str(profile) for (profile,) in rows(client, FORMER_OWNERS_SQL, ids=part))
+    candidates |= former
     owners.update(owners_of(client, candidates - owners.keys()))
     alive = sorted(p for p in candidates if owners.get(p, p) == p)
     ids, profile_of = list(alive), list(alive)
@@ -93,16 +157,23 @@ def resolve_scope(client: Client, touched: Iterable[str], moved: Iterable[str] =
             if identifier != owner:
                 ids.append(str(identifier))
                 profile_of.append(str(owner))
-    return Scope(tuple(sorted(candidates)), tuple(alive), tuple(ids), tuple(profile_of))
+    return Scope(
+        tuple(sorted(candidates)), tuple(alive), tuple(ids), tuple(profile_of), owner_of, frozenset(former)
+    )
 
 
-def evaluate_scope(client: Client, program: Program, scope: Scope, now: int) -> Values:
+def evaluate_scope(
+    client: Client, program: Program, scope: Scope, now: int, narrowed: Relevance | None = None
+) -> Values:
     """Every output of ``program`` for the alive profiles of ``scope`` (missing: no value);
-    whether they are identified is left to :func:`identified_profiles`."""
+    whether they are identified is left to :func:`identified_profiles`. For the profiles
+    ``narrowed`` names, only its outputs are meaningful (the others are computed over part of
+    the events, and must be ignored)."""
     if not program.outputs or not scope.alive:
         return {}
-    statement = evaluation_sql(program, everything=False)
-    write_scope(client, scope.ids, scope.owners)
+    masks = narrowed.masks if narrowed is not None else {}
+    statement = evaluation_sql(program, everything=False, masked=bool(masks))
+    write_scope(client, scope.ids, scope.owners, [masks.get(owner, EVERY_KIND) for owner in scope.owners])
     found: Values = {}
     for profile_id, _, *outputs in rows(client, statement, now_us=now, **program.parameters):
         found[str(profile_id)] = (None, tuple(outputs))

@@ -41,6 +41,7 @@ from feedhouse.audiences.evaluate import (
     evaluate_all,
     evaluate_scope,
     identified_profiles,
+    relevance,
     resolve_scope,
 )
 from feedhouse.audiences.history import ChangeLog
@@ -309,11 +310,21 @@ class Evaluator:
         }
 
     def evaluate_ids(
-        self, touched: Iterable[str], moved: Iterable[str], cause: str, wait: Wait, now: int | None = None
+        self,
+        touched: Iterable[str],
+        moved: Iterable[str],
+        cause: str,
+        wait: Wait,
+        now: int | None = None,
+        seen: Mapping[str, set[tuple[str, str]]] | None = None,
     ) -> int:
-        """Evaluate the profiles ``touched`` ids concern (``moved``: ids whose mapping changed);
+        """Evaluate the profiles ``touched`` ids concern (``moved``: ids whose mapping changed;
+        ``seen``: ids touched by new events alone, with their events' (type, event name), whose
+        profiles are evaluated for what those events can move: ``evaluate.relevance``);
         returns the number of changes recorded."""
-        touched_ids = sorted(set(touched) | set(moved))
+        whole = set(touched) | set(moved)
+        seen = {identifier: kinds for identifier, kinds in (seen or {}).items() if identifier not in whole}
+        touched_ids = sorted(whole | seen.keys())
         moved_ids = set(moved)
         if not touched_ids:
             return 0
@@ -327,8 +338,10 @@ class Evaluator:
                     job.pending.update(scope.candidates)
                 if self.program is None:
                     continue
-                values = evaluate_scope(self.client, self.program, scope, at)
-                changes = self._diff_scope(scope, values, self.order, cause, at)
+                part_seen = {i: seen[i] for i in part if i in seen}
+                narrowed = relevance(self.program, scope, part_seen, [i for i in part if i in whole])
+                values = evaluate_scope(self.client, self.program, scope, at, narrowed)
+                changes = self._diff_scope(scope, values, self.order, cause, at, narrowed.outputs)
                 self._write(changes, wait)
                 recorded += len(changes)
                 metrics.child(metrics.AUDIENCE_PROFILES, cause).inc(len(scope.candidates))
@@ -364,18 +377,33 @@ class Evaluator:
             self._logged_at = now
 
     def _diff_scope(
-        self, scope: Scope, values: Values, order: Sequence[Live], cause: str, now: int
+        self,
+        scope: Scope,
+        values: Values,
+        order: Sequence[Live],
+        cause: str,
+        now: int,
+        narrowed: Mapping[str, frozenset[int]] | None = None,
     ) -> list[Change]:
-        current = self._load_current(scope.candidates, [live.stored.computation_id for live in order])
+        """Changes of the scope's profiles; ``narrowed``: profiles evaluated for some outputs
+        only (``evaluate.relevance``), whose other outputs are left as recorded."""
+        narrowed = narrowed or {}
+        computations = [live.stored.computation_id for live in order]
+        current = self._load_current([p for p in scope.candidates if narrowed.get(p, True)], computations)
         moved: list[tuple[Subject, str, object, Current | None, bool]] = []
         # The hot loop of a pass (profiles x definitions): plain comparisons, no allocation
         # unless something moved.
         subjects = [(index, live.subject, live.stored.kind == AUDIENCE) for index, live in enumerate(order)]
         for profile in scope.candidates:
+            chosen = narrowed.get(profile)
+            if chosen is not None and not chosen:
+                continue  # nothing its new events count is live (a backfilling definition's)
             found = values.get(profile)
             outputs = found[1] if found is not None else None
             states = current[profile]
             for index, subject, audience in subjects:
+                if chosen is not None and index not in chosen:
+                    continue
                 known = states.get(subject.computation_id)
                 new = outputs[index] if outputs is not None else None
                 if audience:

@@ -111,16 +111,20 @@ class EvaluatorStage:
 
     def write(self, batch: Batch[Touched], wait: Wait) -> None:
         ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
+        barrier_started = time.perf_counter()
         self.barrier.wait(ends, wait)
         started = time.perf_counter()
-        touched = batch.payload.ids | self.evaluator.relevant(batch.payload.seen)
-        self.evaluator.evaluate_ids(touched, batch.payload.moved, "events", wait)
+        seen = batch.payload.seen
+        relevant = {identifier: seen[identifier] for identifier in self.evaluator.relevant(seen)}
+        self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait, seen=relevant)
         if self.pace is not None:
-            # The next batch gathers at least as long as this pass took: under load passes get
-            # fewer and larger (a pass's cost grows slower than its events), and the evaluator
-            # never takes more than about half of the time of the core it runs on from ingestion.
+            # The evaluator rests at least as long as its pass took, waiting for the sink
+            # included (then it uses no CPU): under load passes get fewer and larger (a pass's
+            # cost grows slower than its events), and the evaluator never takes more than about
+            # half of the time of the core it runs on from ingestion.
             spent = time.perf_counter() - started
-            self.pace(min(MAX_BATCH_SECONDS, max(self.base_seconds, spent)))
+            rested = started - barrier_started
+            self.pace(min(MAX_BATCH_SECONDS, max(self.base_seconds, spent - rested)))
 
     def discard(self) -> None:
         self.evaluator.discard()

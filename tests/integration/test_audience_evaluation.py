@@ -15,7 +15,7 @@ import pytest
 
 from feedhouse.audiences.definitions import AUDIENCE, TRAIT
 from tests.conftest import ReadApi
-from tests.support.audiences import Harness, ids_of
+from tests.support.audiences import Harness, ids_of, stage_view
 from tests.support.datagen import StreamGenerator
 
 pytestmark = pytest.mark.integration
@@ -429,9 +429,14 @@ def test_names_and_values_are_data_never_sql(read_api: ReadApi, harness: Harness
     assert read_api.clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 1
 
 
-def test_incremental_passes_agree_with_a_full_backfill(read_api: ReadApi, harness: Harness) -> None:
+@pytest.mark.parametrize("as_stage", [False, True], ids=["whole", "narrowed-by-kind"])
+def test_incremental_passes_agree_with_a_full_backfill(
+    read_api: ReadApi, harness: Harness, as_stage: bool
+) -> None:
     """A realistic stream (merges, aliases, shared devices, late events) half before the
-    definitions, half after as incremental passes: the values equal a fresh backfill's."""
+    definitions, half after as incremental passes: the values equal a fresh backfill's. Passes
+    evaluate every touched profile whole, or as the Kafka stage does: a profile touched by
+    events alone only for the definitions those events' kinds count."""
     stream = StreamGenerator(seed=11, profiles=150)
     calls = [next(stream) for _ in range(3000)]
     first, rest = calls[:1500], calls[1500:]
@@ -451,15 +456,26 @@ def test_incremental_passes_agree_with_a_full_backfill(read_api: ReadApi, harnes
             ]
         },
         "recent_pages": {"type": "page", "within_days": 1, "count": {"op": "gte", "value": 3}},
+        # Kinds read together, a computed trait and audiences tested inline: a profile's new
+        # event of one kind must bring every kind its definitions read.
+        "cart_abandoners": {"all": [{"event": "Checkout Started"}, {"not": {"event": "Order Completed"}}]},
+        "big_spenders": {"trait": "spend", "op": "gt", "value": 40},
+        "buyers_or_readers": {"any": [{"audience": "buyers"}, {"audience": "recent_pages"}]},
     }
     for key, compute in formulas.items():
         harness.define(TRAIT, {"key": key, "compute": compute})
     for key, when in audiences.items():
         harness.define(AUDIENCE, {"key": key, "when": when})
     harness.backfill_all()
+    narrowed = 0
     for start in range(0, len(rest), 250):
         part = rest[start : start + 250]
-        send(read_api, harness, *part)
+        if as_stage:
+            read_api.send(*part)
+            harness.touch_as_stage(part)
+            narrowed += len(stage_view(part)[1])
+        else:
+            send(read_api, harness, *part)
     for key, compute in formulas.items():
         harness.define(TRAIT, {"key": f"{key}_fresh", "compute": compute})
     for key, when in audiences.items():
@@ -469,6 +485,7 @@ def test_incremental_passes_agree_with_a_full_backfill(read_api: ReadApi, harnes
         incremental, fresh = harness.values(key), harness.values(f"{key}_fresh")
         assert incremental == fresh, key
         assert fresh, f"{key} has no values: the stream no longer exercises it"
+    assert narrowed > 100 or not as_stage, f"only {narrowed} ids were touched by events alone"
 
 
 def test_analyst_views_show_membership_history_and_values(read_api: ReadApi, harness: Harness) -> None:

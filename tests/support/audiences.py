@@ -43,6 +43,23 @@ def ids_of(calls: Iterable[Mapping[str, Any]]) -> set[str]:
     return found
 
 
+def stage_view(calls: Iterable[Mapping[str, Any]]) -> tuple[set[str], dict[str, set[tuple[str, str]]]]:
+    """(ids evaluated whole, event-touched ids with their (type, event name)) of a batch, as the
+    Kafka stage sees it, conservatively: a track, page or screen call naming one id is an event
+    of that person alone; any other call (identify, alias, group, or an event linking two ids)
+    changes identity, so its ids are evaluated whole."""
+    whole: set[str] = set()
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for call in calls:
+        named = ids_of([call])
+        kind = str(call.get("type") or "")
+        if kind in ("track", "page", "screen") and len(named) == 1:
+            seen.setdefault(next(iter(named)), set()).add((kind, str(call.get("event") or "")))
+        else:
+            whole |= named
+    return whole, seen
+
+
 class Harness:
     def __init__(self, client: Client, now: int) -> None:
         self.client = client
@@ -78,6 +95,13 @@ class Harness:
 
     def touch(self, ids: Iterable[str], moved: Iterable[str] = ()) -> int:
         return self.evaluator.evaluate_ids(ids, moved, "events", sleep_wait)
+
+    def touch_as_stage(self, calls: Iterable[Mapping[str, Any]]) -> int:
+        """Evaluate a stored batch as the Kafka stage does (:func:`stage_view`): profiles touched
+        by events alone only for what those events can move."""
+        whole, seen = stage_view(calls)
+        relevant = {identifier: seen[identifier] for identifier in self.evaluator.relevant(seen)}
+        return self.evaluator.evaluate_ids(whole, whole, "events", sleep_wait, seen=relevant)
 
     def expire(self) -> int:
         return self.evaluator.expire(sleep_wait)

@@ -101,3 +101,33 @@ def test_an_audience_test_computes_the_tested_audience_inline() -> None:
     assert len(both.event_aggregates) == len(alone.event_aggregates) == 2
     with pytest.raises(UnknownDefinition):
         compile_definitions([lapsed], {"lapsed": lapsed})  # buyers is gone
+
+
+def test_each_output_knows_the_kinds_of_events_it_reads() -> None:
+    orders = parse_definition(
+        TRAIT, {"key": "orders", "compute": {"op": "count", "event": "Order Completed"}}
+    )
+    readers = parse_definition(AUDIENCE, {"key": "readers", "when": {"type": "page"}})
+    abandoners = parse_definition(
+        AUDIENCE,
+        {
+            "key": "abandoners",
+            "when": {
+                "all": [{"event": "Checkout Started"}, {"not": {"trait": "orders", "op": "gte", "value": 1}}]
+            },
+        },
+        computed_traits=frozenset({"orders"}),
+    )
+    pro = parse_definition(AUDIENCE, {"key": "pro", "when": {"trait": "plan", "op": "eq", "value": "pro"}})
+    known = {"orders": orders, "readers": readers, "abandoners": abandoners, "pro": pro}
+    program = compile_definitions([orders, readers, abandoners, pro], known)
+    assert program.kinds == (("page", ""), ("track", "Checkout Started"), ("track", "Order Completed"))
+    page, checkout, order = 1, 2, 4
+    # The audience testing the computed trait reads the trait's events too; an identify-trait
+    # test reads no events at all.
+    assert program.output_kinds == (order, page, checkout | order, 0)
+    assert program.kinds_of([("track", "Order Completed"), ("track", "Signed Up")]) == order
+    assert program.kinds_of([("page", "Home")]) == page  # a type counts every event of it
+    assert program.kinds_of([("screen", "")]) == 0
+    # The row mask's SQL names kinds by bound parameters only.
+    assert "Order Completed" not in program.row_kinds and program.row_kinds.count("if(") == 3

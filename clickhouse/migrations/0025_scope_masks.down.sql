@@ -1,0 +1,1 @@
+ALTER TABLE ${db}.audience_scope DROP COLUMN IF EXISTS mask;
