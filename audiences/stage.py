@@ -33,6 +33,34 @@ from feedhouse.sink.consumer import GROUP_SUFFIX as SINK_GROUP_SUFFIX
 TOPICS = ("events", "identity-mapping", "identity-state")
 BARRIER_POLL_SECONDS = 0.05
 MAX_BATCH_SECONDS = 5.0
+CORE_SHARE = 0.5  # of the core it runs on, the most the evaluator takes from ingestion ...
+SHARE_WINDOW_SECONDS = 10.0  # ... averaged over this long
+
+
+class DutyCycle:
+    """How long the evaluator rests after a pass so that its passes take at most ``share`` of
+    the time over the last ``window`` seconds.
+
+    Keeping up with steady traffic costs about the same CPU in small passes as in large ones (a
+    pass's fixed cost is small beside its cost per event, docs/audiences.md), so as long as the
+    evaluator stays within its share it starts the next pass as soon as a batch is due: resting
+    longer would only add to every change's delay. Over its share (a burst, a backlog) it rests
+    until the average is back, so ingestion keeps the rest of the core.
+    """
+
+    def __init__(self, share: float = CORE_SHARE, window: float = SHARE_WINDOW_SECONDS) -> None:
+        self.share = share
+        self.window = window
+        self.passes: list[tuple[float, float]] = []  # (started, seconds) of recent passes
+
+    def rest_after(self, started: float, seconds: float) -> float:
+        """Seconds to rest after a pass that began at ``started`` (monotonic) and took ``seconds``."""
+        ended = started + seconds
+        self.passes = [(at, spent) for at, spent in self.passes if at + spent > ended - self.window]
+        self.passes.append((started, seconds))
+        busy = sum(spent for _, spent in self.passes)
+        span = ended - min(at for at, _ in self.passes)
+        return max(0.0, busy / self.share - span)
 
 
 @dataclass(slots=True)
@@ -86,6 +114,7 @@ class EvaluatorStage:
         self.barrier = barrier or SinkBarrier(settings)
         self.base_seconds = settings.audiences_batch_seconds
         self.pace = pace  # set by the runner: the consume loop's set_batch_seconds
+        self.duty = DutyCycle()
 
     def open(self) -> Touched:
         return Touched()
@@ -111,20 +140,16 @@ class EvaluatorStage:
 
     def write(self, batch: Batch[Touched], wait: Wait) -> None:
         ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
-        barrier_started = time.perf_counter()
         self.barrier.wait(ends, wait)
-        started = time.perf_counter()
+        started = time.monotonic()
         seen = batch.payload.seen
         relevant = {identifier: seen[identifier] for identifier in self.evaluator.relevant(seen)}
         self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait, seen=relevant)
         if self.pace is not None:
-            # The evaluator rests at least as long as its pass took, waiting for the sink
-            # included (then it uses no CPU): under load passes get fewer and larger (a pass's
-            # cost grows slower than its events), and the evaluator never takes more than about
-            # half of the time of the core it runs on from ingestion.
-            spent = time.perf_counter() - started
-            rested = started - barrier_started
-            self.pace(min(MAX_BATCH_SECONDS, max(self.base_seconds, spent - rested)))
+            # The next batch gathers while the evaluator rests (DutyCycle): under sustained
+            # overload passes get fewer and larger (a pass's cost grows slower than its events).
+            rest = self.duty.rest_after(started, time.monotonic() - started)
+            self.pace(min(MAX_BATCH_SECONDS, max(self.base_seconds, rest)))
 
     def discard(self) -> None:
         self.evaluator.discard()

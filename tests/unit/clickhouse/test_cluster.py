@@ -173,3 +173,12 @@ def test_cluster_mode_needs_a_clickhouse_server() -> None:
         load({"FEEDHOUSE_CLICKHOUSE_CLUSTER": "c1"})
     clustered = load({"FEEDHOUSE_CLICKHOUSE_CLUSTER": "c1", "FEEDHOUSE_CLICKHOUSE_URL": "http://ch:8123"})
     assert clustered.clickhouse_cluster == "c1"
+
+
+def test_a_memory_table_is_altered_on_every_server() -> None:
+    scope = next(m for m in discover() if m.name == "scope_masks")
+    (statement,) = split_statements(render(scope.up, "fh"))
+    assert for_cluster(statement, "c1") == [
+        "ALTER TABLE `fh`.audience_scope ON CLUSTER 'c1' ADD COLUMN IF NOT EXISTS mask UInt64"
+        " DEFAULT 18446744073709551615"
+    ]
