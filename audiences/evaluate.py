@@ -18,8 +18,10 @@ a page-path audience, not the order counts, so the profile's orders are not read
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -87,15 +89,8 @@ def relevance(
     for profile, kinds in seen_kinds.items():
         chosen = frozenset(i for i, read in enumerate(program.output_kinds) if read & kinds)
         outputs[profile] = chosen
-        masks[profile] = _union(program.output_kinds[i] for i in chosen) & EVERY_KIND
+        masks[profile] = reduce(operator.or_, (program.output_kinds[i] for i in chosen), 0) & EVERY_KIND
     return Relevance(outputs, masks)
-
-
-def _union(masks: Iterable[int]) -> int:
-    found = 0
-    for mask in masks:
-        found |= mask
-    return found
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
