@@ -4,8 +4,9 @@ A stage of the shared consume loop (``feedhouse.consume``) on the ``events``,
 ``identity-mapping`` and ``identity-state`` topics. An event's Kafka key is its person key (its
 messageId when it has no real id, which names no profile) and only its type and name are
 decoded (the prefix decoder): a profile is evaluated for an event only if some definition
-counts that kind of event. Identity records are keyed by the id they describe, and always
-evaluated (a merge or a trait can move any definition). Before evaluating, the stage waits
+counts that kind of event, and then only for the definitions that do (``evaluate.relevance``).
+Identity records are keyed by the id they describe, and their profiles always evaluated whole
+(a merge or a trait can move any definition). Before evaluating, the stage waits
 until the sink's consumer group committed past every offset of the batch: the sink commits
 only after its insert, so the evaluator then reads exactly the rows those records made (the
 sink may run in this process or elsewhere; only its committed offsets matter). Offsets are

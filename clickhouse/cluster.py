@@ -114,7 +114,7 @@ def for_cluster(statement: str, cluster: str) -> list[str]:
         if match["table"] not in SHARD_KEYS:  # a Memory table: one per server, altered on each
             return [f"ALTER TABLE {match['db']}.{match['table']} {on}{match['rest']}"]
         statements = [local_statement(body, cluster)]
-        if match["table"] in SHARD_KEYS and _STORED_COLUMN.match(match["rest"]):
+        if _STORED_COLUMN.match(match["rest"]):
             # Readers and writers go through the Distributed table: it must show the column too.
             statements.append(f"ALTER TABLE {match['db']}.{match['table']} {on}{match['rest']}")
         return statements
