@@ -447,6 +447,13 @@ def test_incremental_passes_agree_with_a_full_backfill(
         "spend": {"op": "sum", "event": "Order Completed", "property": "revenue"},
         "top_sku": {"op": "most_frequent", "event": "Product Viewed", "property": "product_id"},
         "last_plan": {"op": "last", "type": "identify", "property": "plan"},
+        "first_sku": {"op": "first", "event": "Product Viewed", "property": "product_id"},
+        "categories": {"op": "unique", "event": "Product Added", "property": "category"},
+        "big_orders": {
+            "op": "count",
+            "event": "Order Completed",
+            "where": [{"property": "revenue", "op": "gt", "value": 50}],
+        },
     }
     audiences = {
         "buyers": {
@@ -461,6 +468,7 @@ def test_incremental_passes_agree_with_a_full_backfill(
         "cart_abandoners": {"all": [{"event": "Checkout Started"}, {"not": {"event": "Order Completed"}}]},
         "big_spenders": {"trait": "spend", "op": "gt", "value": 40},
         "buyers_or_readers": {"any": [{"audience": "buyers"}, {"audience": "recent_pages"}]},
+        "mobile": {"type": "screen", "count": {"op": "gte", "value": 2}},
     }
     for key, compute in formulas.items():
         harness.define(TRAIT, {"key": key, "compute": compute})
