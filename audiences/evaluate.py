@@ -84,13 +84,16 @@ def relevance(
         if profile is None or profile not in alive or profile in whole_profiles:
             continue
         seen_kinds[profile] = seen_kinds.get(profile, 0) | program.kinds_of(signatures)
-    outputs: dict[str, frozenset[int]] = {}
-    masks: dict[str, int] = {}
-    for profile, kinds in seen_kinds.items():
+    # Profiles share a few combinations of kinds: each is worked out once per pass.
+    narrowing: dict[int, tuple[frozenset[int], int]] = {}
+    for kinds in set(seen_kinds.values()):
         chosen = frozenset(i for i, read in enumerate(program.output_kinds) if read & kinds)
-        outputs[profile] = chosen
-        masks[profile] = reduce(operator.or_, (program.output_kinds[i] for i in chosen), 0) & EVERY_KIND
-    return Relevance(outputs, masks)
+        mask = reduce(operator.or_, (program.output_kinds[i] for i in chosen), 0) & EVERY_KIND
+        narrowing[kinds] = (chosen, mask)
+    return Relevance(
+        {profile: narrowing[kinds][0] for profile, kinds in seen_kinds.items()},
+        {profile: narrowing[kinds][1] for profile, kinds in seen_kinds.items()},
+    )
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:

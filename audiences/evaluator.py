@@ -319,11 +319,13 @@ class Evaluator:
         seen: Mapping[str, set[tuple[str, str]]] | None = None,
     ) -> int:
         """Evaluate the profiles ``touched`` ids concern (``moved``: ids whose mapping changed;
-        ``seen``: ids touched by new events alone, with their events' (type, event name), whose
-        profiles are evaluated for what those events can move: ``evaluate.relevance``);
-        returns the number of changes recorded."""
+        ``seen``: ids touched by new events, with their events' (type, event name): those whose
+        events no definition counts are skipped (:meth:`relevant`), and the profiles of the others
+        evaluated for what those events can move, ``evaluate.relevance``); returns the number of
+        changes recorded."""
         whole = set(touched) | set(moved)
-        seen = {identifier: kinds for identifier, kinds in (seen or {}).items() if identifier not in whole}
+        seen = seen or {}
+        seen = {identifier: seen[identifier] for identifier in self.relevant(seen) if identifier not in whole}
         touched_ids = sorted(whole | seen.keys())
         moved_ids = set(moved)
         if not touched_ids:

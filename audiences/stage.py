@@ -143,9 +143,8 @@ class EvaluatorStage:
         ends = {partition: last + 1 for partition, (_, last) in batch.ranges.items()}
         self.barrier.wait(ends, wait)
         started = time.monotonic()
-        seen = batch.payload.seen
-        relevant = {identifier: seen[identifier] for identifier in self.evaluator.relevant(seen)}
-        self.evaluator.evaluate_ids(batch.payload.ids, batch.payload.moved, "events", wait, seen=relevant)
+        payload = batch.payload
+        self.evaluator.evaluate_ids(payload.ids, payload.moved, "events", wait, seen=payload.seen)
         if self.pace is not None:
             # The next batch gathers while the evaluator rests (DutyCycle): under sustained
             # overload passes get fewer and larger (a pass's cost grows slower than its events).

@@ -100,8 +100,7 @@ class Harness:
         """Evaluate a stored batch as the Kafka stage does (:func:`stage_view`): profiles touched
         by events alone only for what those events can move."""
         whole, seen = stage_view(calls)
-        relevant = {identifier: seen[identifier] for identifier in self.evaluator.relevant(seen)}
-        return self.evaluator.evaluate_ids(whole, whole, "events", sleep_wait, seen=relevant)
+        return self.evaluator.evaluate_ids(whole, whole, "events", sleep_wait, seen=seen)
 
     def expire(self) -> int:
         return self.evaluator.expire(sleep_wait)
